@@ -1,0 +1,7 @@
+"""mycelium-obs: see README.md. The public API is exactly what `__all__` lists."""
+
+from importlib.metadata import version as _version
+
+__version__ = _version("mycelium-obs")
+
+__all__: list[str] = []
