@@ -27,6 +27,10 @@ TEST_DEPS = [
     "betterproto[compiler]==2.0.0b7",
     "pyroute2>=0.7.12",
     "playwright>=1.44",
+    "lightkube>=0.15",
+    "kubernetes-validate>=1.31",
+    "types-PyYAML",
+    "types-jsonschema",
 ]
 # Peers that only the benchmarks run next to our code.
 BENCH_DEPS = ["swim-protocol>=0.6", "rich>=13"]
@@ -68,7 +72,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
     """mypy --strict, one package at a time, so a package's types stand on their own."""
-    install_all(session, "mypy>=1.10", "pytest>=8", "hypothesis>=6.100")
+    install_all(session, "mypy>=1.10", "pytest>=8", "hypothesis>=6.100", "types-PyYAML", "types-jsonschema", "lightkube>=0.15")
     for src in SRC_DIRS:
         session.run("mypy", "--strict", src)
 
