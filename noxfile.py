@@ -91,7 +91,7 @@ def bench(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The main job: a local multi-node network (`mycelium up`)."""
     install_all(session)
-    session.run("mycelium", *(session.posargs or ["version"]))
+    session.run("mycelium", *(session.posargs or ["up"]))
 
 
 @nox.session(python="3.11")

@@ -1,0 +1,304 @@
+"""The node agent: the minimal core every node runs (R1.2).
+
+It holds the node's identity, accepts authenticated meshnet connections, keeps the member table
+fresh by probing peers, serves its status (and, on Sclerotia, the dashboard) over HTTP, and on a
+Hypha keeps doing work through the best reachable Sclerotium, failing over at once when that one
+goes away. Advanced management runs as services inside the network and is not the agent's job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
+
+import anyio
+import anyio.abc
+import betterproto
+
+import obs
+from meshnet import FramedStream, MeshCredentials, MeshnetError, MeshServer, connect
+from mycelium.node._config import NodeConfig
+from mycelium.node._members import ALIVE, MemberRecord, MemberTable
+from mycelium.node._pb.agent.v1 import Capacity as PbCapacity
+from mycelium.node._pb.agent.v1 import NodeStatus, Request, Response, WorkRequest, WorkResult
+from mycelium.node._resources import measure
+from mycelium.node._roles import Role
+from mycelium.node._wire import (
+    AgentDecodeError,
+    decode_request,
+    decode_response,
+    record_from_pb,
+    record_to_pb,
+)
+
+log = obs.get_logger("mycelium.agent")
+_metrics = obs.Metrics("app")
+_members_gauge = _metrics.gauge(
+    "members", "Members of the network by state, as this node sees them", labels=("state",)
+)
+_work_counter = _metrics.counter("work_calls", "Work calls by outcome", labels=("outcome",))
+_failover_counter = _metrics.counter("failovers", "Times a Hypha moved to another Sclerotium")
+
+
+class _Peer:
+    """One cached connection to a peer; requests on it are strictly sequential."""
+
+    def __init__(self, stream: FramedStream) -> None:
+        self.stream = stream
+        self.lock = anyio.Lock()
+        self.next_id = 1
+
+    async def call(self, req: Request, deadline: float) -> Response:
+        async with self.lock:
+            req.id = self.next_id
+            self.next_id += 1
+            with anyio.fail_after(deadline):
+                await self.stream.send(bytes(req))
+                resp = decode_response(await self.stream.receive())
+            if resp.id != req.id:
+                raise AgentDecodeError(f"response id {resp.id} does not answer request {req.id}")
+            return resp
+
+
+class Agent:
+    def __init__(
+        self, config: NodeConfig, credentials: MeshCredentials, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config
+        self.credentials = credentials
+        self.clock = clock
+        self.started_at = clock()
+        self.members = MemberTable(credentials.node_id, config.dead_after)
+        self.peer_status: dict[str, NodeStatus] = {}
+        self.work_done = 0
+        self.serving_via = ""
+        self._peers: dict[str, _Peer] = {}
+        self._server: MeshServer | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self.http_port = config.http_port
+        self.ready = anyio.Event()
+        self.log = log.bind(node=config.name, node_id=credentials.node_id, role=config.role.value)
+
+    # -- lifetime ----------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        self._server = MeshServer(
+            self.credentials, self._serve, host=self.config.host, port=self.config.mesh_port
+        )
+        await self._server.__aenter__()
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._probe_loop)
+        if self.config.role is Role.HYPHA:
+            self._tg.start_soon(self._work_loop)
+        self.log.info("agent_started", mesh_port=self.mesh_port)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._tg is not None
+        assert self._server is not None
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(et, e, tb)
+        for peer in list(self._peers.values()):
+            with anyio.CancelScope(shield=True):
+                await peer.stream.aclose()
+        await self._server.__aexit__(et, e, tb)
+
+    @property
+    def mesh_port(self) -> int:
+        assert self._server is not None
+        return self._server.port
+
+    @property
+    def mesh_address(self) -> str:
+        return f"{self.config.host}:{self.mesh_port}"
+
+    @property
+    def http_address(self) -> str:
+        return f"{self.config.host}:{self.http_port}" if self.http_port else ""
+
+    # -- status ------------------------------------------------------------------------------
+    def status(self) -> NodeStatus:
+        cap = measure(self.config.data_dir)
+        me = MemberRecord(
+            self.credentials.node_id,
+            self.config.name,
+            self.config.role.value,
+            self.mesh_address,
+            self.http_address,
+        )
+        me.state, me.since = ALIVE, self.started_at
+        return NodeStatus(
+            node_id=self.credentials.node_id,
+            name=self.config.name,
+            role=self.config.role.value,
+            network_id=self.credentials.network_id,
+            capacity=PbCapacity(
+                cpus=cap.cpus,
+                memory_bytes=cap.memory_bytes,
+                disk_bytes=cap.disk_bytes,
+                bandwidth_bps=cap.bandwidth_bps,
+                cpu_load=cap.load,
+            ),
+            members=[record_to_pb(me)] + [record_to_pb(r) for r in self.members.records.values()],
+            started_at=self.started_at,
+            mesh_address=self.mesh_address,
+            http_address=self.http_address,
+            work_done=self.work_done,
+            serving_via=self.serving_via,
+        )
+
+    # -- serving -----------------------------------------------------------------------------
+    async def _serve(self, stream: FramedStream) -> None:
+        try:
+            async for frame in stream:
+                try:
+                    req = decode_request(frame)
+                except AgentDecodeError as exc:
+                    self.log.warning("bad_request", peer=stream.peer.node_id, error=str(exc))
+                    return
+                await stream.send(bytes(self._answer(req)))
+        except (MeshnetError, anyio.BrokenResourceError, anyio.EndOfStream):
+            return
+
+    def _answer(self, req: Request) -> Response:
+        which, body = betterproto.which_one_of(req, "body")
+        if which == "hello" and isinstance(body, NodeStatus):
+            self._learn(body)
+            return Response(id=req.id, status=self.status())
+        if which == "work" and isinstance(body, WorkRequest):
+            if not self.config.role.is_sclerotium:
+                return Response(
+                    id=req.id, error=f"{self.config.name} is a {self.config.role.label}, not a Sclerotium"
+                )
+            self.work_done += 1
+            digest = hashlib.sha256(body.payload).digest()
+            return Response(
+                id=req.id, work=WorkResult(sequence=body.sequence, digest=digest, served_by=self.config.name)
+            )
+        return Response(id=req.id, error=f"unknown request {which or '(empty)'}")
+
+    def _learn(self, status: NodeStatus) -> None:
+        now = self.clock()
+        for m in status.members:
+            if (
+                m.node_id != self.credentials.node_id
+                and m.mesh_address
+                and self.members.learn(record_from_pb(m), now)
+            ):
+                self.log.info("member_learned", member=m.name, via=status.name)
+
+    # -- probing -----------------------------------------------------------------------------
+    async def _peer(self, address: str, expected: str | None) -> _Peer:
+        key = expected or address
+        peer = self._peers.get(key)
+        if peer is None:
+            host, _, port = address.rpartition(":")
+            stream = await connect(self.credentials, host, int(port), expected_node_id=expected)
+            peer = _Peer(stream)
+            self._peers[stream.peer.node_id] = peer
+        return peer
+
+    async def _drop(self, key: str) -> None:
+        peer = self._peers.pop(key, None)
+        if peer is not None:
+            with anyio.CancelScope(shield=True):
+                await peer.stream.aclose()
+
+    async def _probe(self, address: str, expected: str | None) -> None:
+        t0 = anyio.current_time()
+        try:
+            peer = await self._peer(address, expected)
+            resp = await peer.call(Request(hello=self.status()), deadline=self.config.probe_interval * 2)
+        except (
+            OSError,
+            TimeoutError,
+            MeshnetError,
+            AgentDecodeError,
+            anyio.BrokenResourceError,
+            anyio.EndOfStream,
+        ):
+            if expected is not None:
+                await self._drop(expected)
+                before = self.members.records[expected].state if expected in self.members.records else None
+                self.members.failed(expected, self.clock())
+                after = self.members.records[expected].state
+                if after != before:
+                    self.log.warning("member_state", member=self.members.records[expected].name, state=after)
+            return
+        which, body = betterproto.which_one_of(resp, "body")
+        if which != "status" or not isinstance(body, NodeStatus):
+            return
+        rec = MemberRecord(body.node_id, body.name, body.role, body.mesh_address, body.http_address)
+        before = self.members.records[body.node_id].state if body.node_id in self.members.records else None
+        self.members.succeeded(rec, self.clock(), anyio.current_time() - t0)
+        if before != ALIVE:
+            self.log.info("member_state", member=body.name, state=ALIVE)
+        self.peer_status[body.node_id] = body
+        self._learn(body)
+
+    async def _probe_loop(self) -> None:
+        while True:
+            known = {r.mesh_address for r in self.members.records.values()}
+            targets: list[tuple[str, str | None]] = [
+                (r.mesh_address, r.node_id) for r in self.members.records.values() if r.mesh_address
+            ]
+            targets += [
+                (seed, None) for seed in self.config.seeds if seed not in known and seed != self.mesh_address
+            ]
+            async with anyio.create_task_group() as tg:
+                for address, expected in targets:
+                    tg.start_soon(self._probe, address, expected)
+            counts = self.members.counts()
+            for state, n in counts.items():
+                _members_gauge.labels(state=state).set(n)
+            if counts[ALIVE] or not self.config.seeds:
+                self.ready.set()
+            await anyio.sleep(self.config.probe_interval)
+
+    # -- Hypha work --------------------------------------------------------------------------
+    async def _work_loop(self) -> None:
+        sequence = 0
+        while True:
+            await anyio.sleep(self.config.work_interval)
+            sequence += 1
+            payload = f"{self.config.name}:{sequence}".encode()
+            for target in self.members.alive("dedicated-sclerotium") + self.members.alive(
+                "dynamic-sclerotium"
+            ):
+                try:
+                    peer = await self._peer(target.mesh_address, target.node_id)
+                    resp = await peer.call(
+                        Request(work=WorkRequest(sequence=sequence, payload=payload)), deadline=2.0
+                    )
+                except (
+                    OSError,
+                    TimeoutError,
+                    MeshnetError,
+                    AgentDecodeError,
+                    anyio.BrokenResourceError,
+                    anyio.EndOfStream,
+                ):
+                    await self._drop(target.node_id)
+                    self.members.failed(target.node_id, self.clock())
+                    _work_counter.labels(outcome="retried").inc()
+                    continue
+                which, result = betterproto.which_one_of(resp, "body")
+                if (
+                    which == "work"
+                    and isinstance(result, WorkResult)
+                    and result.digest == hashlib.sha256(payload).digest()
+                ):
+                    if self.serving_via and self.serving_via != result.served_by:
+                        _failover_counter.inc()
+                        self.log.warning("failover", from_node=self.serving_via, to_node=result.served_by)
+                    self.serving_via = result.served_by
+                    self.work_done += 1
+                    _work_counter.labels(outcome="ok").inc()
+                    break
+            else:
+                _work_counter.labels(outcome="no_sclerotium").inc()
