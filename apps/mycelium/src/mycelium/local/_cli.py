@@ -175,7 +175,10 @@ def _cmd_nodes(args: argparse.Namespace) -> int:
         table.add_column(col)
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
+    console.print(table)
     return 0
 
 

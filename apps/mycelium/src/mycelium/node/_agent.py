@@ -20,12 +20,13 @@ import betterproto
 
 import obs
 from meshnet import FramedStream, MeshCredentials, MeshnetError, MeshServer, connect
+from mycelium._errors import MyceliumError
 from mycelium.node._config import NodeConfig
 from mycelium.node._members import ALIVE, MemberRecord, MemberTable
 from mycelium.node._pb.agent.v1 import Capacity as PbCapacity
-from mycelium.node._pb.agent.v1 import NodeStatus, Request, Response, WorkRequest, WorkResult
+from mycelium.node._pb.agent.v1 import NodeStatus, Request, Response, RoleChange, WorkRequest, WorkResult
 from mycelium.node._resources import measure
-from mycelium.node._roles import Role
+from mycelium.node._roles import Capacity, Member, PlacementPolicy, Role
 from mycelium.node._wire import (
     AgentDecodeError,
     decode_request,
@@ -35,6 +36,14 @@ from mycelium.node._wire import (
 )
 
 log = obs.get_logger("mycelium.agent")
+_PEER_ERRORS = (
+    OSError,
+    TimeoutError,
+    MeshnetError,
+    AgentDecodeError,
+    anyio.BrokenResourceError,
+    anyio.EndOfStream,
+)
 _metrics = obs.Metrics("app")
 _members_gauge = _metrics.gauge(
     "members", "Members of the network by state, as this node sees them", labels=("state",)
@@ -79,6 +88,9 @@ class Agent:
         self._server: MeshServer | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self.http_port = config.http_port
+        self.role = config.role
+        self.policy = PlacementPolicy()
+        self.decisions: list[str] = []
         self.ready = anyio.Event()
         self.log = log.bind(node=config.name, node_id=credentials.node_id, role=config.role.value)
 
@@ -93,6 +105,8 @@ class Agent:
         self._tg.start_soon(self._probe_loop)
         if self.config.role is Role.HYPHA:
             self._tg.start_soon(self._work_loop)
+        if self.config.role is not Role.HYPHA:
+            self._tg.start_soon(self._placement_loop)
         self.log.info("agent_started", mesh_port=self.mesh_port)
         return self
 
@@ -127,7 +141,7 @@ class Agent:
         me = MemberRecord(
             self.credentials.node_id,
             self.config.name,
-            self.config.role.value,
+            self.role.value,
             self.mesh_address,
             self.http_address,
         )
@@ -135,7 +149,7 @@ class Agent:
         return NodeStatus(
             node_id=self.credentials.node_id,
             name=self.config.name,
-            role=self.config.role.value,
+            role=self.role.value,
             network_id=self.credentials.network_id,
             capacity=PbCapacity(
                 cpus=cap.cpus,
@@ -161,26 +175,107 @@ class Agent:
                 except AgentDecodeError as exc:
                     self.log.warning("bad_request", peer=stream.peer.node_id, error=str(exc))
                     return
-                await stream.send(bytes(self._answer(req)))
+                await stream.send(bytes(self._answer(req, stream.peer.node_id)))
         except (MeshnetError, anyio.BrokenResourceError, anyio.EndOfStream):
             return
 
-    def _answer(self, req: Request) -> Response:
+    def _answer(self, req: Request, peer_id: str) -> Response:
         which, body = betterproto.which_one_of(req, "body")
         if which == "hello" and isinstance(body, NodeStatus):
             self._learn(body)
             return Response(id=req.id, status=self.status())
         if which == "work" and isinstance(body, WorkRequest):
-            if not self.config.role.is_sclerotium:
+            if not self.role.is_sclerotium:
                 return Response(
-                    id=req.id, error=f"{self.config.name} is a {self.config.role.label}, not a Sclerotium"
+                    id=req.id, error=f"{self.config.name} is a {self.role.label}, not a Sclerotium"
                 )
             self.work_done += 1
             digest = hashlib.sha256(body.payload).digest()
             return Response(
                 id=req.id, work=WorkResult(sequence=body.sequence, digest=digest, served_by=self.config.name)
             )
+        if which == "role_change" and isinstance(body, RoleChange):
+            return self._change_role(req.id, body, peer_id)
         return Response(id=req.id, error=f"unknown request {which or '(empty)'}")
+
+    def _change_role(self, req_id: int, change: RoleChange, peer_id: str) -> Response:
+        sender = self.members.records.get(peer_id)
+        if sender is None or sender.state != ALIVE or not Role.parse(sender.role).is_sclerotium:
+            return Response(id=req_id, error="role changes are only accepted from a live Sclerotium")
+        if self.role is Role.DEDICATED_SCLEROTIUM or self.role is Role.HYPHA:
+            return Response(id=req_id, error=f"a {self.role.label} does not change role")
+        try:
+            new = Role.parse(change.role)
+        except MyceliumError as exc:
+            return Response(id=req_id, error=str(exc))
+        if new not in (Role.RHIZOMORPH, Role.DYNAMIC_SCLEROTIUM):
+            return Response(id=req_id, error=f"cannot become {new.label} by a placement decision")
+        if new is not self.role:
+            self.log.warning(
+                "role_changed",
+                from_role=self.role.value,
+                to_role=new.value,
+                reason=change.reason,
+                decided_by=change.decided_by,
+            )
+            self.decisions.append(f"{self.role.value} -> {new.value}: {change.reason}")
+            self.role = new
+        return Response(id=req_id, status=self.status())
+
+    # -- placement (R3.2-4) ------------------------------------------------------------------
+    def _members_for_policy(self) -> list[Member]:
+        out = []
+        me = self.status()
+        for st in [me, *self.peer_status.values()]:
+            rec = self.members.records.get(st.node_id)
+            alive = st.node_id == me.node_id or (rec is not None and rec.state == ALIVE)
+            role = Role.parse(rec.role if rec is not None and st.node_id != me.node_id else st.role)
+            cap = Capacity(
+                cpus=st.capacity.cpus,
+                memory_bytes=st.capacity.memory_bytes,
+                disk_bytes=st.capacity.disk_bytes,
+                bandwidth_bps=st.capacity.bandwidth_bps,
+                load=st.capacity.cpu_load,
+            )
+            out.append(Member(st.node_id, role, cap, alive))
+        return out
+
+    def _is_coordinator(self) -> bool:
+        """The live Sclerotium with the smallest node id decides; all compute the same answer."""
+        if not self.role.is_sclerotium:
+            return False
+        ids = [
+            r.node_id
+            for r in self.members.records.values()
+            if r.state == ALIVE and Role.parse(r.role).is_sclerotium
+        ]
+        return all(self.credentials.node_id < other for other in ids)
+
+    async def _placement_loop(self) -> None:
+        # Let the membership settle first: a forming network is not a network lacking capacity.
+        await anyio.sleep(self.config.dead_after * 2)
+        while True:
+            await anyio.sleep(self.config.probe_interval * 2)
+            if not self._is_coordinator():
+                continue
+            for d in self.policy.decide(self._members_for_policy()):
+                target = self.members.records.get(d.node_id)
+                if target is None:
+                    continue
+                self.log.warning(
+                    "placement_decision", node=target.name, to_role=d.to_role.value, reason=d.reason
+                )
+                self.decisions.append(f"{target.name}: {d.from_role.value} -> {d.to_role.value}: {d.reason}")
+                try:
+                    peer = await self._peer(target.mesh_address, target.node_id)
+                    change = RoleChange(role=d.to_role.value, reason=d.reason, decided_by=self.config.name)
+                    resp = await peer.call(Request(role_change=change), deadline=2.0)
+                except _PEER_ERRORS:
+                    await self._drop(target.node_id)
+                    continue
+                which, body = betterproto.which_one_of(resp, "body")
+                if which == "status" and isinstance(body, NodeStatus):
+                    target.role = body.role
 
     def _learn(self, status: NodeStatus) -> None:
         now = self.clock()
@@ -214,14 +309,7 @@ class Agent:
         try:
             peer = await self._peer(address, expected)
             resp = await peer.call(Request(hello=self.status()), deadline=self.config.probe_interval * 2)
-        except (
-            OSError,
-            TimeoutError,
-            MeshnetError,
-            AgentDecodeError,
-            anyio.BrokenResourceError,
-            anyio.EndOfStream,
-        ):
+        except _PEER_ERRORS:
             if expected is not None:
                 await self._drop(expected)
                 before = self.members.records[expected].state if expected in self.members.records else None
@@ -275,14 +363,7 @@ class Agent:
                     resp = await peer.call(
                         Request(work=WorkRequest(sequence=sequence, payload=payload)), deadline=2.0
                     )
-                except (
-                    OSError,
-                    TimeoutError,
-                    MeshnetError,
-                    AgentDecodeError,
-                    anyio.BrokenResourceError,
-                    anyio.EndOfStream,
-                ):
+                except _PEER_ERRORS:
                     await self._drop(target.node_id)
                     self.members.failed(target.node_id, self.clock())
                     _work_counter.labels(outcome="retried").inc()

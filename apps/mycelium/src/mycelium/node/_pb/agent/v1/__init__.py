@@ -59,10 +59,22 @@ class WorkResult(betterproto.Message):
 
 
 @dataclass(eq=False, repr=False)
+class RoleChange(betterproto.Message):
+    """
+    A placement decision sent by the coordinating Sclerotium to the node it concerns.
+    """
+
+    role: str = betterproto.string_field(1)
+    reason: str = betterproto.string_field(2)
+    decided_by: str = betterproto.string_field(3)
+
+
+@dataclass(eq=False, repr=False)
 class Request(betterproto.Message):
     id: int = betterproto.uint64_field(1)
     hello: "NodeStatus" = betterproto.message_field(2, group="body")
     work: "WorkRequest" = betterproto.message_field(3, group="body")
+    role_change: "RoleChange" = betterproto.message_field(4, group="body")
 
 
 @dataclass(eq=False, repr=False)
