@@ -31,6 +31,9 @@ TEST_DEPS = [
     "kubernetes-validate>=1.31",
     "types-PyYAML",
     "types-jsonschema",
+    "opentelemetry-api>=1.20",
+    "opentelemetry-sdk>=1.20",
+    "cryptography>=42",
 ]
 # Peers that only the benchmarks run next to our code.
 BENCH_DEPS = ["swim-protocol>=0.6", "rich>=13"]

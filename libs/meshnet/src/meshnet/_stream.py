@@ -1,0 +1,151 @@
+"""FramedStream: bounded, length-prefixed messages over an authenticated TLS stream."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from types import TracebackType
+
+import anyio
+from anyio.abc import ByteStream
+
+from meshnet._certs import NodeCertificate
+from meshnet._codec import FRAME_HEADER_BYTES, encode_frame, frame_length
+from meshnet._errors import DecodeError, FrameTooLargeError, StreamClosedError
+from meshnet._observe import MeshnetMetrics
+from meshnet._peer import PeerInfo
+
+__all__ = ["FramedStream"]
+
+_SPLIT_SEND = 64 * 1024
+"""Above this, header and payload are sent separately instead of copying the payload once more."""
+
+
+class FramedStream:
+    """One authenticated connection carrying whole frames (each at most ``max_frame_size`` bytes).
+
+    `send` waits until the frame is handed to the socket, so a slow receiver slows the sender (TCP
+    back-pressure, no unbounded queue). A malformed frame from the peer closes the connection and
+    raises `DecodeError`; a clean close at a frame boundary raises `StreamClosedError` (and ends
+    ``async for``). Only created by `connect` and `MeshServer` after the handshake succeeded.
+    """
+
+    def __init__(
+        self,
+        transport: ByteStream,
+        peer: PeerInfo,
+        *,
+        max_frame_size: int,
+        metrics: MeshnetMetrics,
+        initial: bytes = b"",
+        certificate: NodeCertificate | None = None,
+    ) -> None:
+        self._transport = transport
+        self._peer = peer
+        self._certificate = certificate
+        self.max_frame_size = max_frame_size
+        self._metrics = metrics
+        self._buffer = bytearray(initial)
+        self._send_lock = anyio.Lock()
+        self._receive_lock = anyio.Lock()
+        self._closed = False
+        metrics.peer_opened()
+
+    @property
+    def peer(self) -> PeerInfo:
+        """The verified peer (from its certificate and the handshake)."""
+        return self._peer
+
+    @property
+    def peer_certificate(self) -> NodeCertificate | None:
+        """The certificate the peer presented (lets a server re-check it when its trust changes)."""
+        return self._certificate
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def send(self, data: bytes) -> None:
+        """Send one frame. Raises `FrameTooLargeError` if ``data`` exceeds ``max_frame_size``."""
+        if len(data) > self.max_frame_size:
+            raise FrameTooLargeError(
+                f"frame of {len(data)} bytes exceeds max_frame_size {self.max_frame_size}"
+            )
+        async with self._send_lock:
+            try:
+                if len(data) <= _SPLIT_SEND:
+                    await self._transport.send(encode_frame(data, self.max_frame_size))
+                else:
+                    await self._transport.send(len(data).to_bytes(FRAME_HEADER_BYTES, "big"))
+                    await self._transport.send(data)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError, OSError) as exc:
+                raise StreamClosedError(
+                    f"connection to {self._peer.node_id} is closed ({type(exc).__name__})"
+                ) from None
+
+    async def receive(self) -> bytes:
+        """The next frame's payload."""
+        async with self._receive_lock:
+            try:
+                length = frame_length(
+                    await self._read_exactly(FRAME_HEADER_BYTES, at_boundary=True), self.max_frame_size
+                )
+                return await self._read_exactly(length, at_boundary=False)
+            except DecodeError as exc:
+                self._metrics.decode_error(
+                    "frame_too_large" if isinstance(exc, FrameTooLargeError) else "truncated"
+                )
+                await self.aclose()
+                raise
+
+    async def _read_exactly(self, n: int, *, at_boundary: bool) -> bytes:
+        while len(self._buffer) < n:
+            try:
+                chunk = await self._transport.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+                if at_boundary and not self._buffer:
+                    raise StreamClosedError(
+                        f"connection to {self._peer.node_id} closed ({type(exc).__name__})"
+                    ) from None
+                raise DecodeError(
+                    f"connection closed inside a frame: {len(self._buffer)} of {n} bytes received"
+                ) from None
+            except anyio.ClosedResourceError:
+                raise StreamClosedError("stream was closed locally") from None
+            self._buffer += chunk
+        out = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return out
+
+    async def aclose(self) -> None:
+        """Close the connection (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._metrics.peer_closed()
+        with (
+            anyio.CancelScope(shield=True),
+            anyio.move_on_after(1.0),
+            contextlib.suppress(anyio.BrokenResourceError, ssl.SSLError, OSError),
+        ):
+            await self._transport.aclose()
+
+    async def __aenter__(self) -> FramedStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> FramedStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self.receive()
+        except StreamClosedError:
+            raise StopAsyncIteration from None
+
+    def __repr__(self) -> str:
+        return f"FramedStream(peer={self._peer.node_id!r}, network={self._peer.network_id!r})"
