@@ -144,9 +144,18 @@ def test_dashboard_shows_every_node_and_a_killed_sclerotium(network: dict[str, A
     names = set(page.eval_on_selector_all("#topology g.node", "els => els.map(e => e.dataset.name)"))
     assert names == {n["name"] for n in network["state"]["nodes"]}
     page.wait_for_function("document.querySelectorAll('#topology g.node.alive').length === 6", timeout=30_000)
+    # The Global DB's master list holds all three Sclerotia, each with a live lease.
+    page.wait_for_function(
+        "document.querySelectorAll('#master-list tr[data-node-id]').length === 3", timeout=30_000
+    )
+    db = get(observer["http"], "/api/network")["globaldb"]
+    assert len(db["alive"]) == 3
     page.screenshot(path=str(ARTIFACTS / "dashboard-formed.png"))
 
     work_before = get(hypha["http"], "/api/status")["work_done"]
+    victim_id = next(
+        n["node_id"] for n in get(observer["http"], "/api/network")["nodes"] if n["name"] == victim_name
+    )
     killed = mycelium("kill", victim_name, home=network["home"])
     assert killed.returncode == 0, killed.stderr
 
@@ -169,4 +178,10 @@ def test_dashboard_shows_every_node_and_a_killed_sclerotium(network: dict[str, A
     # The rest of the network still serves.
     view = get(observer["http"], "/api/network")
     assert view["counts"]["alive"] == 5
+    # The killed Sclerotium's liveness lease (10 s TTL) expires in the Global DB.
+    wait_for(
+        lambda: victim_id not in get(observer["http"], "/api/network")["globaldb"].get("alive", [victim_id]),
+        30,
+        "the killed Sclerotium's liveness entry to expire",
+    )
     page.close()

@@ -12,7 +12,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import anyio
 import anyio.abc
@@ -91,6 +91,7 @@ class Agent:
         self.role = config.role
         self.policy = PlacementPolicy()
         self.decisions: list[str] = []
+        self.db_view: dict[str, Any] = {}
         self.ready = anyio.Event()
         self.log = log.bind(node=config.name, node_id=credentials.node_id, role=config.role.value)
 
@@ -107,6 +108,10 @@ class Agent:
             self._tg.start_soon(self._work_loop)
         if self.config.role is not Role.HYPHA:
             self._tg.start_soon(self._placement_loop)
+            if self.config.globaldb:
+                from mycelium.node._registry import run_registration
+
+                self._tg.start_soon(run_registration, self)
         self.log.info("agent_started", mesh_port=self.mesh_port)
         return self
 

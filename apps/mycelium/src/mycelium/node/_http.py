@@ -85,6 +85,8 @@ def network_view(agent: Agent) -> dict[str, Any]:
         "links": links,
         "counts": counts,
         "alerts": alerts,
+        "globaldb": agent.db_view,
+        "decisions": agent.decisions[-10:],
     }
 
 
