@@ -8,7 +8,6 @@ goes away. Advanced management runs as services inside the network and is not th
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -24,9 +23,10 @@ from mycelium._errors import MyceliumError
 from mycelium.node._config import NodeConfig
 from mycelium.node._members import ALIVE, MemberRecord, MemberTable
 from mycelium.node._pb.agent.v1 import Capacity as PbCapacity
-from mycelium.node._pb.agent.v1 import NodeStatus, Request, Response, RoleChange, WorkRequest, WorkResult
+from mycelium.node._pb.agent.v1 import NodeStatus, Request, Response, RoleChange
 from mycelium.node._resources import measure
 from mycelium.node._roles import Capacity, Member, PlacementPolicy, Role
+from mycelium.node._service import run_hypha, serve_work
 from mycelium.node._wire import (
     AgentDecodeError,
     decode_request,
@@ -48,8 +48,6 @@ _metrics = obs.Metrics("app")
 _members_gauge = _metrics.gauge(
     "members", "Members of the network by state, as this node sees them", labels=("state",)
 )
-_work_counter = _metrics.counter("work_calls", "Work calls by outcome", labels=("outcome",))
-_failover_counter = _metrics.counter("failovers", "Times a Hypha moved to another Sclerotium")
 
 
 class _Peer:
@@ -86,6 +84,7 @@ class Agent:
         self.serving_via = ""
         self._peers: dict[str, _Peer] = {}
         self._server: MeshServer | None = None
+        self._service: MeshServer | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self.http_port = config.http_port
         self.role = config.role
@@ -105,8 +104,15 @@ class Agent:
         await self._tg.__aenter__()
         self._tg.start_soon(self._probe_loop)
         if self.config.role is Role.HYPHA:
-            self._tg.start_soon(self._work_loop)
-        if self.config.role is not Role.HYPHA:
+            self._tg.start_soon(run_hypha, self)
+        else:
+            self._service = MeshServer(
+                self.credentials,
+                serve_work(self),
+                host=self.config.host,
+                port=self.config.service_port,
+            )
+            await self._service.__aenter__()
             self._tg.start_soon(self._placement_loop)
             if self.config.globaldb:
                 from mycelium.node._registry import run_registration
@@ -125,6 +131,8 @@ class Agent:
         for peer in list(self._peers.values()):
             with anyio.CancelScope(shield=True):
                 await peer.stream.aclose()
+        if self._service is not None:
+            await self._service.__aexit__(et, e, tb)
         await self._server.__aexit__(et, e, tb)
 
     @property
@@ -169,6 +177,7 @@ class Agent:
             http_address=self.http_address,
             work_done=self.work_done,
             serving_via=self.serving_via,
+            service_address=f"{self.config.host}:{self._service.port}" if self._service is not None else "",
         )
 
     # -- serving -----------------------------------------------------------------------------
@@ -189,16 +198,6 @@ class Agent:
         if which == "hello" and isinstance(body, NodeStatus):
             self._learn(body)
             return Response(id=req.id, status=self.status())
-        if which == "work" and isinstance(body, WorkRequest):
-            if not self.role.is_sclerotium:
-                return Response(
-                    id=req.id, error=f"{self.config.name} is a {self.role.label}, not a Sclerotium"
-                )
-            self.work_done += 1
-            digest = hashlib.sha256(body.payload).digest()
-            return Response(
-                id=req.id, work=WorkResult(sequence=body.sequence, digest=digest, served_by=self.config.name)
-            )
         if which == "role_change" and isinstance(body, RoleChange):
             return self._change_role(req.id, body, peer_id)
         return Response(id=req.id, error=f"unknown request {which or '(empty)'}")
@@ -352,39 +351,3 @@ class Agent:
             if counts[ALIVE] or not self.config.seeds:
                 self.ready.set()
             await anyio.sleep(self.config.probe_interval)
-
-    # -- Hypha work --------------------------------------------------------------------------
-    async def _work_loop(self) -> None:
-        sequence = 0
-        while True:
-            await anyio.sleep(self.config.work_interval)
-            sequence += 1
-            payload = f"{self.config.name}:{sequence}".encode()
-            for target in self.members.alive("dedicated-sclerotium") + self.members.alive(
-                "dynamic-sclerotium"
-            ):
-                try:
-                    peer = await self._peer(target.mesh_address, target.node_id)
-                    resp = await peer.call(
-                        Request(work=WorkRequest(sequence=sequence, payload=payload)), deadline=2.0
-                    )
-                except _PEER_ERRORS:
-                    await self._drop(target.node_id)
-                    self.members.failed(target.node_id, self.clock())
-                    _work_counter.labels(outcome="retried").inc()
-                    continue
-                which, result = betterproto.which_one_of(resp, "body")
-                if (
-                    which == "work"
-                    and isinstance(result, WorkResult)
-                    and result.digest == hashlib.sha256(payload).digest()
-                ):
-                    if self.serving_via and self.serving_via != result.served_by:
-                        _failover_counter.inc()
-                        self.log.warning("failover", from_node=self.serving_via, to_node=result.served_by)
-                    self.serving_via = result.served_by
-                    self.work_done += 1
-                    _work_counter.labels(outcome="ok").inc()
-                    break
-            else:
-                _work_counter.labels(outcome="no_sclerotium").inc()

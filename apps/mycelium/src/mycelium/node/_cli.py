@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--mesh-port", type=int, default=0, help="meshnet port (0: any free port)")
     s.add_argument("--http-port", type=int, default=0, help="status/dashboard port (0: any free port)")
+    s.add_argument(
+        "--service-port", type=int, default=0, help="Sclerotia: client call port (0: any free port)"
+    )
     s.add_argument("--seed", action="append", default=[], metavar="HOST:PORT", help="a node to join through")
     s.add_argument("--globaldb", default="", help="sqlite:PATH or etcd://HOST:PORT[,HOST:PORT]")
     s.add_argument("--log-level", default="INFO")
@@ -43,6 +46,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
         host=args.host,
         mesh_port=args.mesh_port,
         http_port=args.http_port,
+        service_port=args.service_port,
         seeds=tuple(args.seed),
         globaldb=args.globaldb,
     )

@@ -36,6 +36,7 @@ class NodeConfig:
     host: str = "127.0.0.1"
     mesh_port: int = 0
     http_port: int = 0
+    service_port: int = 0  # Sclerotia: the client-facing call port
     seeds: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     globaldb: str = attrs.field(default="")  # "" (none), "sqlite:PATH" or "etcd://h:p[,h:p]"
     probe_interval: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))

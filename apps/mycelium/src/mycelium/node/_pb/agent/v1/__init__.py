@@ -43,6 +43,7 @@ class NodeStatus(betterproto.Message):
     work_done: int = betterproto.uint64_field(10)
     serving_via: str = betterproto.string_field(11)
     trust: float = betterproto.double_field(12)
+    service_address: str = betterproto.string_field(13)
 
 
 @dataclass(eq=False, repr=False)
