@@ -75,15 +75,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
     """mypy --strict, one package at a time, so a package's types stand on their own."""
-    install_all(
-        session,
-        "mypy>=1.10",
-        "pytest>=8",
-        "hypothesis>=6.100",
-        "types-PyYAML",
-        "types-jsonschema",
-        "lightkube>=0.15",
-    )
+    install_all(session, "mypy>=1.10", *TEST_DEPS)
     for src in SRC_DIRS:
         session.run("mypy", "--strict", src)
 
