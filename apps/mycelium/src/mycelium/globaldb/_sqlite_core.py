@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from ._errors import CompactedError, FutureRevisionError, InvalidRequestError, LeaseNotFoundError
 from ._model import (
@@ -29,6 +30,7 @@ from ._model import (
     TxnResult,
     check_txn,
 )
+from ._sqlite_conn import open_db, read_txn, write_txn
 
 __all__ = ["SQLiteCore"]
 
@@ -68,15 +70,30 @@ def _where(r: KeyRange) -> tuple[str, tuple[bytes, ...]]:
 
 
 class SQLiteCore:
-    """All state transitions of the embedded store; every public method is one SQL transaction."""
+    """All state transitions of the embedded store; every public method is one SQL transaction.
 
-    def __init__(self, path: str, clock: Callable[[], float]) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+    Write methods hold SQLite's write lock for their whole transaction and read methods read one
+    snapshot, so the same rules hold when several processes open the file (see ``_sqlite_conn``).
+    A method that finds the file locked raises :class:`sqlite3.OperationalError` having changed
+    nothing, so the caller may retry it.
+    """
+
+    def __init__(self, path: str, clock: Callable[[], float], busy_timeout: float = 5.0) -> None:
+        self._db = open_db(path, _SCHEMA, busy_timeout)
         self._clock = clock
         self._path = path
+        self._busy_timeout = busy_timeout
+        self._wrote = False
+        #: Committed transactions of this connection that advanced the revision (wakes watchers).
+        self.commits = 0
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        self._wrote = False
+        with write_txn(self._db):
+            yield
+        if self._wrote:
+            self.commits += 1
 
     def close(self) -> None:
         self._db.close()
@@ -103,11 +120,23 @@ class SQLiteCore:
         return int(page_count) * int(page_size)
 
     def backup(self, path: str) -> None:
-        dest = sqlite3.connect(path)
+        """Copy one consistent snapshot to ``path``; safe in a worker thread for a file store.
+
+        A file store is read through a connection of its own (the copy is one backup step, so it
+        holds one read snapshot while other processes keep committing); ``:memory:`` has no file
+        to reopen and is copied from the store's connection.
+        """
+        memory = self._path == ":memory:"
+        source = self._db if memory else sqlite3.connect(self._path, timeout=self._busy_timeout)
         try:
-            self._db.backup(dest)
+            dest = sqlite3.connect(path)
+            try:
+                source.backup(dest)
+            finally:
+                dest.close()
         finally:
-            dest.close()
+            if not memory:
+                source.close()
 
     # -- reads ----------------------------------------------------------------------------------
     def _current(self, key: bytes) -> KeyValue | None:
@@ -142,10 +171,12 @@ class SQLiteCore:
     def range(self, op: Get, revision: int = 0) -> RangeResult:
         if op.limit < 0:
             raise InvalidRequestError(f"limit must be >= 0 (0 = no limit), got {op.limit}")
-        kvs = self._range_rows(op.range, revision)
+        with read_txn(self._db):
+            kvs = self._range_rows(op.range, revision)
+            current = self.revision
         count = len(kvs)
         if op.count_only:
-            return RangeResult((), count, False, self.revision)
+            return RangeResult((), count, False, current)
         more = bool(op.limit) and count > op.limit
         if op.limit:
             kvs = kvs[: op.limit]
@@ -153,7 +184,7 @@ class SQLiteCore:
             kvs = [
                 KeyValue(kv.key, b"", kv.create_revision, kv.mod_revision, kv.version, kv.lease) for kv in kvs
             ]
-        return RangeResult(tuple(kvs), count, more, self.revision)
+        return RangeResult(tuple(kvs), count, more, current)
 
     # -- writes ---------------------------------------------------------------------------------
     def _record(self, rev: int, sub: int, kv: KeyValue, deleted: bool) -> None:
@@ -218,6 +249,7 @@ class SQLiteCore:
         final = rev if sub else rev - 1
         if sub:
             self._set_meta("revision", rev)
+            self._wrote = True
         fixed: list[OpResult] = []
         for r in results:  # every result of a write txn reports the txn's revision, as etcd does
             if isinstance(r, PutResult):
@@ -231,56 +263,58 @@ class SQLiteCore:
     def txn(self, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]) -> TxnResult:
         check_txn(success, "success")
         check_txn(failure, "failure")
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        # The write lock is held from the first statement, so the compares, the revision read by
+        # _apply and the commit form one step that no other process can interleave with.
+        with self._write():
             self._expire(self._clock())
             ok = all(c.holds_for(self._current(c.key)) for c in compare)
             revision, responses = self._apply(success if ok else failure)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
         return TxnResult(ok, revision, responses)
 
     def compact(self, revision: int) -> None:
-        current = self.revision
-        if revision > current:
-            raise FutureRevisionError(revision, current)
-        if revision <= self.compact_revision:
-            raise CompactedError(revision, self.compact_revision)
-        self._db.execute("BEGIN IMMEDIATE")
-        # Keep, for every key, its newest row below the compaction point (reads at >= revision
-        # need it) unless that row is a deletion; drop everything else below the point.
-        self._db.execute(
-            "DELETE FROM history WHERE revision < :r AND (deleted OR EXISTS ("
-            " SELECT 1 FROM history AS newer WHERE newer.key = history.key AND newer.revision < :r"
-            " AND (newer.revision > history.revision"
-            "      OR (newer.revision = history.revision AND newer.sub > history.sub))))",
-            {"r": revision},
-        )
-        self._set_meta("compact_revision", revision)
-        self._db.execute("COMMIT")
+        with self._write():
+            current = self.revision
+            if revision > current:
+                raise FutureRevisionError(revision, current)
+            if revision <= self.compact_revision:
+                raise CompactedError(revision, self.compact_revision)
+            # Keep, for every key, its newest row below the compaction point (reads at >= revision
+            # need it) unless that row is a deletion; drop everything else below the point.
+            self._db.execute(
+                "DELETE FROM history WHERE revision < :r AND (deleted OR EXISTS ("
+                " SELECT 1 FROM history AS newer WHERE newer.key = history.key AND newer.revision < :r"
+                " AND (newer.revision > history.revision"
+                "      OR (newer.revision = history.revision AND newer.sub > history.sub))))",
+                {"r": revision},
+            )
+            self._set_meta("compact_revision", revision)
 
     # -- watch ----------------------------------------------------------------------------------
-    def events_since(self, r: KeyRange, start: int, prev_kv: bool) -> list[Event]:
-        """Up to :data:`WATCH_BATCH` events at revisions >= ``start`` (whole revisions only)."""
-        if start < self.compact_revision:
-            raise CompactedError(start, self.compact_revision)
-        where, args = _where(r)
-        rows = self._db.execute(
-            f"SELECT {_KV_COLS}, deleted, revision FROM history WHERE revision >= ? AND {where} "  # noqa: S608 - fixed column/clause fragments, values bound
-            "ORDER BY revision, sub LIMIT ?",
-            (start, *args, WATCH_BATCH),
-        ).fetchall()
-        if len(rows) == WATCH_BATCH:  # never split a revision across two batches
-            last = rows[-1][7]
-            rows = [row for row in rows if row[7] != last] or rows
-        events: list[Event] = []
-        for row in rows:
-            kv = _kv(row[:6])
-            prev = self._previous(kv.key, row[7]) if prev_kv else None
-            events.append(Event(EventType.DELETE if row[6] else EventType.PUT, kv, prev))
-        return events
+    def events_since(self, r: KeyRange, start: int, prev_kv: bool) -> tuple[list[Event], int]:
+        """Up to :data:`WATCH_BATCH` events at revisions >= ``start`` (whole revisions only).
+
+        Also returns the store revision of the snapshot read: a watcher that got no events needs
+        to look again only once the revision has moved past it (see ``SQLiteStore``).
+        """
+        with read_txn(self._db):
+            current = self.revision
+            if start < self.compact_revision:
+                raise CompactedError(start, self.compact_revision)
+            where, args = _where(r)
+            rows = self._db.execute(
+                f"SELECT {_KV_COLS}, deleted, revision FROM history WHERE revision >= ? AND {where} "  # noqa: S608 - fixed column/clause fragments, values bound
+                "ORDER BY revision, sub LIMIT ?",
+                (start, *args, WATCH_BATCH),
+            ).fetchall()
+            if len(rows) == WATCH_BATCH:  # never split a revision across two batches
+                last = rows[-1][7]
+                rows = [row for row in rows if row[7] != last] or rows
+            events: list[Event] = []
+            for row in rows:
+                kv = _kv(row[:6])
+                prev = self._previous(kv.key, row[7]) if prev_kv else None
+                events.append(Event(EventType.DELETE if row[6] else EventType.PUT, kv, prev))
+        return events, current
 
     def _previous(self, key: bytes, revision: int) -> KeyValue | None:
         row = self._db.execute(
@@ -299,8 +333,7 @@ class SQLiteCore:
             raise InvalidRequestError(f"lease ttl must be >= 1 second, got {ttl}")
         if lease_id < 0:
             raise InvalidRequestError(f"lease id must be > 0 (or 0 to pick one), got {lease_id}")
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write():  # ids come from lease_seq under the write lock: unique across processes
             if lease_id == 0:
                 lease_id = self._meta("lease_seq") + 1
                 while self._lease_exists(lease_id):
@@ -309,24 +342,15 @@ class SQLiteCore:
             elif self._lease_exists(lease_id):
                 raise InvalidRequestError(f"lease id {lease_id:#x} is already in use; pick another or use 0")
             self._db.execute("INSERT INTO lease VALUES (?, ?, ?)", (lease_id, ttl, self._clock() + ttl))
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
         return lease_id
 
     def lease_revoke(self, lease_id: int) -> int:
         """Delete the lease and its keys in one revision; returns the store revision afterwards."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write():
             if not self._lease_exists(lease_id):
                 raise LeaseNotFoundError(lease_id)
             self._revoke(lease_id)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-        return self.revision
+            return self.revision
 
     def _revoke(self, lease_id: int) -> None:
         keys = [
@@ -338,8 +362,7 @@ class SQLiteCore:
             self._apply([Delete(KeyRange(k)) for k in keys])
 
     def lease_keepalive(self, lease_id: int) -> int:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write():  # the new deadline is in the shared file: every process sees it
             self._expire(self._clock())
             row = self._db.execute("SELECT ttl FROM lease WHERE id = ?", (lease_id,)).fetchone()
             if row is None:
@@ -347,23 +370,22 @@ class SQLiteCore:
             self._db.execute(
                 "UPDATE lease SET expires_at = ? WHERE id = ?", (self._clock() + row[0], lease_id)
             )
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
         return int(row[0])
 
     def lease_info(self, lease_id: int, keys: bool) -> tuple[int, int, tuple[bytes, ...]]:
-        row = self._db.execute("SELECT ttl, expires_at FROM lease WHERE id = ?", (lease_id,)).fetchone()
-        if row is None:
-            raise LeaseNotFoundError(lease_id)
+        with read_txn(self._db):
+            row = self._db.execute("SELECT ttl, expires_at FROM lease WHERE id = ?", (lease_id,)).fetchone()
+            if row is None:
+                raise LeaseNotFoundError(lease_id)
+            names: tuple[bytes, ...] = ()
+            if keys:
+                names = tuple(
+                    bytes(k)
+                    for (k,) in self._db.execute(
+                        "SELECT key FROM kv WHERE lease = ? ORDER BY key", (lease_id,)
+                    )
+                )
         remaining = max(0, math.ceil(row[1] - self._clock()))
-        names: tuple[bytes, ...] = ()
-        if keys:
-            names = tuple(
-                bytes(k)
-                for (k,) in self._db.execute("SELECT key FROM kv WHERE lease = ? ORDER BY key", (lease_id,))
-            )
         return remaining, int(row[0]), names
 
     def expire(self) -> int:
@@ -371,13 +393,10 @@ class SQLiteCore:
         now = self._clock()
         if self._db.execute("SELECT 1 FROM lease WHERE expires_at <= ? LIMIT 1", (now,)).fetchone() is None:
             return 0
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        # Re-read under the write lock: another process may have revoked them meanwhile, and a
+        # lease is revoked (its keys deleted) by whichever process gets the lock first, once.
+        with self._write():
             n = self._expire(now)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
         return n
 
     def _expire(self, now: float) -> int:
