@@ -23,7 +23,7 @@ __all__ = ["Span", "extract_trace_context", "inject_trace_context", "otel_availa
 
 _otel: ModuleType | None
 try:  # pragma: no cover - which branch runs depends on the environment
-    from opentelemetry import trace as _otel_trace
+    import opentelemetry.trace as _otel_trace
 
     _otel = _otel_trace
 except ImportError:  # pragma: no cover
