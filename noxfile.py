@@ -36,7 +36,7 @@ TEST_DEPS = [
     "cryptography>=42",
 ]
 # Peers that only the benchmarks run next to our code.
-BENCH_DEPS = ["swim-protocol>=0.6", "rich>=13"]
+BENCH_DEPS = ["swim-protocol>=0.6", "rich>=13", "uvloop>=0.19"]
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True

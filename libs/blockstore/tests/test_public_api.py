@@ -2,7 +2,43 @@
 
 import blockstore
 
-EXPECTED: list[str] = []
+EXPECTED: list[str] = [
+    "VolumeSpec",
+    "WritePolicy",
+    "Volume",
+    "VolumeStats",
+    "VolumeMetrics",
+    "Keyring",
+    "Replica",
+    "Completion",
+    "LocalReplica",
+    "StorageNodeInfo",
+    "place_chunk",
+    "ReplicaHealth",
+    "ReplicaSetState",
+    "RoundOutcome",
+    "WriteRound",
+    "BlockDevice",
+    "NbdServer",
+    "serve_nbd",
+    "ExportInfo",
+    "NbdServerConnection",
+    "NbdRequest",
+    "NbdExportChosen",
+    "NbdDisconnect",
+    "NbdStartTls",
+    "NeedData",
+    "NEED_DATA",
+    "BlockstoreError",
+    "ConfigError",
+    "OutOfRangeError",
+    "ReplicaUnavailableError",
+    "InsufficientReplicasError",
+    "CorruptBlockError",
+    "EncryptionError",
+    "WireError",
+    "NbdProtocolError",
+]
 
 
 def test_public_api_is_exactly_the_pinned_list() -> None:

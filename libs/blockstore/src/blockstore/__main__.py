@@ -1,0 +1,7 @@
+"""Entry point for ``python -m blockstore``."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

@@ -1,0 +1,150 @@
+"""A node's on-disk copy of one volume: sparse data file, block records, chunk generations.
+
+Layout in the volume's directory:
+
+- ``data``: sparse file of the volume's size; block *i* lives at ``i * block_size``.
+- ``records``: sparse file of 40-byte block records (see ``_records``).
+- ``generations``: one little-endian u64 per chunk, bumped by the front end on every write to it.
+- ``geometry``: the spec the files were created with, checked on reopen.
+
+Writes go to the page cache; :meth:`ChunkStore.flush` fdatasyncs all three files, which is
+exactly what an NBD FLUSH (or FUA) needs: everything completed before it is on stable storage.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import struct
+from array import array
+from pathlib import Path
+
+from ._errors import ConfigError, OutOfRangeError
+from ._records import RECORD_SIZE, records_digest
+
+__all__ = ["ChunkStore", "ChunkImage"]
+
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+ChunkImage = tuple[int, bytes, bytes]  # generation, data, records
+
+
+def _punch_hole(fd: int, offset: int, length: int) -> bool:
+    fallocate = getattr(_libc, "fallocate", None)
+    if fallocate is None:
+        return False
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+    rc = fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length)
+    return int(rc) == 0
+
+
+class ChunkStore:
+    """Blocking file I/O on one volume replica. Callers keep it off hot loops via page cache."""
+
+    def __init__(self, directory: Path, size: int, block_size: int, chunk_size: int) -> None:
+        self.directory = directory
+        self.size = size
+        self.block_size = block_size
+        self.chunk_size = chunk_size
+        self.blocks = size // block_size
+        self.blocks_per_chunk = chunk_size // block_size
+        self.chunks = -(-size // chunk_size)
+        directory.mkdir(parents=True, exist_ok=True)
+        geometry = f"{size} {block_size} {chunk_size}\n"
+        geo_path = directory / "geometry"
+        if geo_path.exists():
+            found = geo_path.read_text()
+            if found != geometry:
+                raise ConfigError(
+                    f"volume at {directory} has geometry {found.strip()!r}, asked for {geometry.strip()!r}"
+                )
+        else:
+            geo_path.write_text(geometry)
+        flags = os.O_RDWR | os.O_CREAT
+        self._data = os.open(directory / "data", flags, 0o600)
+        self._records = os.open(directory / "records", flags, 0o600)
+        self._gens_fd = os.open(directory / "generations", flags, 0o600)
+        os.ftruncate(self._data, size)
+        os.ftruncate(self._records, self.blocks * RECORD_SIZE)
+        raw = os.pread(self._gens_fd, self.chunks * 8, 0)
+        raw = raw + bytes(self.chunks * 8 - len(raw))
+        self.generations = array("Q")
+        self.generations.frombytes(raw)
+
+    def close(self) -> None:
+        for fd in (self._data, self._records, self._gens_fd):
+            os.close(fd)
+
+    def _check(self, first_block: int, count: int) -> None:
+        if first_block < 0 or count < 0 or first_block + count > self.blocks:
+            raise OutOfRangeError(f"blocks [{first_block}, +{count}) outside 0..{self.blocks}")
+
+    def _set_generation(self, chunk: int, generation: int) -> None:
+        if not 0 <= chunk < self.chunks:
+            raise OutOfRangeError(f"chunk {chunk} outside 0..{self.chunks}")
+        self.generations[chunk] = generation
+        os.pwrite(self._gens_fd, struct.pack("<Q", generation), chunk * 8)
+
+    def write(self, first_block: int, data: bytes, records: bytes, chunk: int, generation: int) -> None:
+        count = len(data) // self.block_size
+        if len(data) != count * self.block_size or len(records) != count * RECORD_SIZE:
+            raise OutOfRangeError("data/records length does not match a whole number of blocks")
+        self._check(first_block, count)
+        os.pwrite(self._data, data, first_block * self.block_size)
+        os.pwrite(self._records, records, first_block * RECORD_SIZE)
+        self._set_generation(chunk, generation)
+
+    def zero(self, first_block: int, count: int, chunk: int, generation: int) -> None:
+        """Trim / write-zeroes: records cleared (reads return zeros), data space given back."""
+        self._check(first_block, count)
+        os.pwrite(self._records, bytes(count * RECORD_SIZE), first_block * RECORD_SIZE)
+        offset, length = first_block * self.block_size, count * self.block_size
+        if not _punch_hole(self._data, offset, length):
+            os.pwrite(self._data, bytes(length), offset)
+        self._set_generation(chunk, generation)
+
+    def read(self, first_block: int, count: int) -> tuple[bytes, bytes]:
+        self._check(first_block, count)
+        data = os.pread(self._data, count * self.block_size, first_block * self.block_size)
+        records = os.pread(self._records, count * RECORD_SIZE, first_block * RECORD_SIZE)
+        return data, records
+
+    def _chunk_range(self, chunk: int) -> tuple[int, int]:
+        if not 0 <= chunk < self.chunks:
+            raise OutOfRangeError(f"chunk {chunk} outside 0..{self.chunks}")
+        first = chunk * self.blocks_per_chunk
+        return first, min(self.blocks_per_chunk, self.blocks - first)
+
+    def chunk_states(self) -> list[tuple[int, bytes]]:
+        """(generation, records digest) for every chunk: what a rebuild compares."""
+        out = []
+        for chunk in range(self.chunks):
+            first, count = self._chunk_range(chunk)
+            records = os.pread(self._records, count * RECORD_SIZE, first * RECORD_SIZE)
+            out.append((self.generations[chunk], records_digest(records)))
+        return out
+
+    def read_chunk(self, chunk: int) -> ChunkImage:
+        first, count = self._chunk_range(chunk)
+        data, records = self.read(first, count)
+        return self.generations[chunk], data, records
+
+    def write_chunk(self, chunk: int, image: ChunkImage) -> None:
+        generation, data, records = image
+        first, count = self._chunk_range(chunk)
+        if len(data) != count * self.block_size or len(records) != count * RECORD_SIZE:
+            raise OutOfRangeError(f"chunk image for chunk {chunk} has the wrong length")
+        self.write(first, data, records, chunk, generation)
+
+    def flush(self) -> None:
+        for fd in (self._data, self._records, self._gens_fd):
+            try:
+                os.fdatasync(fd)
+            except OSError as exc:  # pragma: no cover - filesystems without fdatasync
+                if exc.errno != errno.EINVAL:
+                    raise
+                os.fsync(fd)

@@ -1,0 +1,240 @@
+"""A replica on a storage node, reached over the replication wire protocol.
+
+Requests are pipelined on one connection: ``submit_*`` encodes and queues a frame synchronously
+(so submission order is wire order is apply order) and a writer task sends queued frames in
+batches; a reader task completes requests by id. When the connection breaks every outstanding
+request fails with :class:`ReplicaUnavailableError`; the next ``ping`` (the volume's monitor)
+reconnects.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+import obs
+from meshnet import MeshCredentials, MeshnetError, connect
+
+from ._channel import BodyStream, ByteChannel, TcpChannel
+from ._chunkstore import ChunkImage
+from ._errors import BlockstoreError, ReplicaUnavailableError, WireError
+from ._records import RECORD_SIZE
+from ._replica import Completion
+from ._spec import VolumeSpec
+from ._wire import Op, decode_response, encode_request
+
+__all__ = ["RemoteReplica"]
+
+_log = obs.get_logger("blockstore.remote")
+
+
+class _Call(Completion):
+    __slots__ = ("payload",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.payload = b""
+
+
+class _RemoteError(BlockstoreError):
+    """The node answered with an error for this request."""
+
+
+class RemoteReplica:
+    """Use as ``async with RemoteReplica(node_id, host, port, spec) as replica:``."""
+
+    def __init__(
+        self,
+        node_id: str,
+        host: str,
+        port: int,
+        spec: VolumeSpec,
+        *,
+        credentials: MeshCredentials | None = None,
+        expected_peer: str | None = None,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        self._credentials = credentials
+        self._expected_peer = expected_peer
+        self._node_id = node_id
+        self._host = host
+        self._port = port
+        self._spec = spec
+        self._connect_timeout = connect_timeout
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._pending: dict[int, _Call] = {}
+        self._next_id = 1
+        self._send: MemoryObjectSendStream[bytes] | None = None
+        self._connected = False
+        self._connect_lock = anyio.Lock()
+        self._generation = 0  # bumps on every (re)connect so old tasks know they are stale
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    async def __aenter__(self) -> RemoteReplica:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(None, None, None)
+        self._fail_all("replica closed")
+
+    async def aclose(self) -> None:
+        self._disconnect(self._generation, "closed by the front end")
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    # -- connection ------------------------------------------------------------------------------
+    async def _ensure_connected(self) -> None:
+        if self._connected:
+            return
+        async with self._connect_lock:
+            if self.connected:  # another task connected while we waited for the lock
+                return
+            channel: ByteChannel
+            try:
+                with anyio.fail_after(self._connect_timeout):
+                    if self._credentials is not None:
+                        channel = await connect(
+                            self._credentials, self._host, self._port, expected_node_id=self._expected_peer
+                        )
+                    else:
+                        channel = TcpChannel(await anyio.connect_tcp(self._host, self._port))
+            except (OSError, TimeoutError, MeshnetError) as exc:
+                raise ReplicaUnavailableError(
+                    f"replica {self._node_id} at {self._host}:{self._port}: {exc}"
+                ) from None
+            send, receive = anyio.create_memory_object_stream[bytes](math.inf)
+            self._generation += 1
+            self._send = send
+            self._connected = True
+            assert self._tg is not None
+            bodies = BodyStream(channel)
+            self._tg.start_soon(self._writer, bodies, receive, self._generation)
+            self._tg.start_soon(self._reader, bodies, self._generation)
+            spec = self._spec
+            await self._call(Op.OPEN, (spec.size, spec.block_size, spec.chunk_size), spec.name.encode())
+
+    def _disconnect(self, generation: int, reason: str) -> None:
+        if generation != self._generation or not self._connected:
+            return
+        self._connected = False
+        if self._send is not None:
+            self._send.close()
+            self._send = None
+        self._fail_all(reason)
+
+    def _fail_all(self, reason: str) -> None:
+        pending, self._pending = self._pending, {}
+        for call in pending.values():
+            call.set(ReplicaUnavailableError(f"replica {self._node_id}: {reason}"))
+
+    async def _writer(
+        self, bodies: BodyStream, queue: MemoryObjectReceiveStream[bytes], generation: int
+    ) -> None:
+        try:
+            async with queue:
+                async for frame in queue:
+                    batch = [frame]
+                    while len(batch) < 256:
+                        try:
+                            batch.append(queue.receive_nowait())
+                        except (anyio.WouldBlock, anyio.EndOfStream):
+                            break
+                    await bodies.send_many(batch)
+        except Exception as exc:  # any transport failure ends this connection, never the volume
+            _log.info("replica_connection_lost", node=self._node_id, side="send", error=type(exc).__name__)
+        finally:
+            self._disconnect(generation, "connection lost while sending")
+            with anyio.CancelScope(shield=True):
+                await bodies.aclose()
+
+    async def _reader(self, bodies: BodyStream, generation: int) -> None:
+        try:
+            while True:
+                response = decode_response(await bodies.receive())
+                call = self._pending.pop(response.request_id, None)
+                if call is None:
+                    continue
+                if response.ok:
+                    call.payload = response.payload
+                    call.set()
+                else:
+                    message = response.payload.decode(errors="replace")
+                    call.set(_RemoteError(f"replica {self._node_id}: {message}"))
+        except Exception as exc:  # any transport failure ends this connection, never the volume
+            _log.info("replica_connection_lost", node=self._node_id, side="receive", error=type(exc).__name__)
+        finally:
+            self._disconnect(generation, "connection lost")
+
+    def _submit(self, op: Op, fields: tuple[int, ...], *payload: bytes) -> _Call:
+        call = _Call()
+        if not self._connected or self._send is None:
+            call.set(ReplicaUnavailableError(f"replica {self._node_id} is not connected"))
+            return call
+        request_id = self._next_id
+        self._next_id = (self._next_id + 1) & 0xFFFFFFFF or 1
+        self._pending[request_id] = call
+        self._send.send_nowait(encode_request(op, request_id, fields, *payload))
+        return call
+
+    async def _call(self, op: Op, fields: tuple[int, ...] = (), *payload: bytes) -> bytes:
+        await self._ensure_connected()
+        call = self._submit(op, fields, *payload)
+        await call.wait()
+        return call.payload
+
+    # -- Replica protocol --------------------------------------------------------------------------
+    def submit_write(
+        self, first_block: int, data: bytes, records: bytes, chunk: int, generation: int
+    ) -> Completion:
+        count = len(data) // self._spec.block_size
+        return self._submit(Op.WRITE, (first_block, chunk, generation, count), data, records)
+
+    def submit_zero(self, first_block: int, count: int, chunk: int, generation: int) -> Completion:
+        return self._submit(Op.ZERO, (first_block, chunk, generation, count))
+
+    def _split(self, payload: bytes, count: int) -> tuple[bytes, bytes]:
+        data_len = count * self._spec.block_size
+        if len(payload) != data_len + count * RECORD_SIZE:
+            raise WireError(f"replica {self._node_id} returned {len(payload)} bytes for {count} blocks")
+        return payload[:data_len], payload[data_len:]
+
+    async def read(self, first_block: int, count: int) -> tuple[bytes, bytes]:
+        return self._split(await self._call(Op.READ, (first_block, count)), count)
+
+    async def flush(self) -> None:
+        await self._call(Op.FLUSH)
+
+    async def chunk_states(self) -> list[tuple[int, bytes]]:
+        raw = await self._call(Op.STATES)
+        if len(raw) != self._spec.chunks * 24:
+            raise WireError(f"replica {self._node_id} returned {len(raw)} bytes of chunk states")
+        return [(struct.unpack_from("<Q", raw, i)[0], raw[i + 8 : i + 24]) for i in range(0, len(raw), 24)]
+
+    async def read_chunk(self, chunk: int) -> ChunkImage:
+        raw = await self._call(Op.READ_CHUNK, (chunk,))
+        _first, count = self._spec.chunk_blocks(chunk)
+        if len(raw) < 8:
+            raise WireError(f"replica {self._node_id} returned a truncated chunk image")
+        data, records = self._split(raw[8:], count)
+        return struct.unpack_from("<Q", raw)[0], data, records
+
+    async def write_chunk(self, chunk: int, image: ChunkImage) -> None:
+        generation, data, records = image
+        await self._call(Op.WRITE_CHUNK, (chunk, generation), data, records)
+
+    async def ping(self) -> None:
+        await self._call(Op.PING)

@@ -1,0 +1,140 @@
+"""Replication wire format between a volume front end and storage nodes (sans-I/O codec).
+
+Bodies travel as frames: over meshnet as its authenticated frames, over plain TCP as a
+little-endian u32 length followed by the body. Requests: ``op:u8 id:u32`` then
+op-specific fields; responses: ``id:u32 status:u8`` then payload (an error message when status
+is 1). Every decoder checks lengths before slicing and raises :class:`WireError` on anything
+malformed, so a hostile or broken peer costs a closed connection, never a crash.
+
+Plain structs rather than protobuf: the payload is raw block data, and a fixed layout keeps the
+hot path free of per-field encoding work.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import Final
+
+import attrs
+
+from ._errors import WireError
+
+__all__ = [
+    "Op",
+    "Request",
+    "Response",
+    "FrameDecoder",
+    "encode_request",
+    "encode_response",
+    "frame",
+    "decode_request",
+    "decode_response",
+    "MAX_FRAME",
+]
+
+MAX_FRAME: Final = (64 << 20) + (64 << 20) // 512 * 40 + 4096
+_LEN = struct.Struct("<I")
+_REQ = struct.Struct("<BI")
+_RESP = struct.Struct("<IB")
+
+
+class Op(enum.IntEnum):
+    OPEN = 1  # size:u64 block_size:u32 chunk_size:u32 name
+    WRITE = 2  # first:u64 chunk:u32 generation:u64 count:u32 data records
+    ZERO = 3  # first:u64 chunk:u32 generation:u64 count:u32
+    READ = 4  # first:u64 count:u32 -> data records
+    FLUSH = 5
+    STATES = 6  # -> (generation:u64 digest:16)*
+    READ_CHUNK = 7  # chunk:u32 -> generation:u64 data records
+    WRITE_CHUNK = 8  # chunk:u32 generation:u64 data records
+    PING = 9
+
+
+_FIELDS: Final = {
+    Op.OPEN: struct.Struct("<QII"),
+    Op.WRITE: struct.Struct("<QIQI"),
+    Op.ZERO: struct.Struct("<QIQI"),
+    Op.READ: struct.Struct("<QI"),
+    Op.FLUSH: struct.Struct("<"),
+    Op.STATES: struct.Struct("<"),
+    Op.READ_CHUNK: struct.Struct("<I"),
+    Op.WRITE_CHUNK: struct.Struct("<IQ"),
+    Op.PING: struct.Struct("<"),
+}
+
+
+@attrs.frozen
+class Request:
+    op: Op
+    request_id: int
+    fields: tuple[int, ...]
+    payload: bytes
+
+
+@attrs.frozen
+class Response:
+    request_id: int
+    ok: bool
+    payload: bytes
+
+
+def encode_request(op: Op, request_id: int, fields: tuple[int, ...] = (), *payload: bytes) -> bytes:
+    """One request body (the transport frames it)."""
+    return b"".join((_REQ.pack(op, request_id), _FIELDS[op].pack(*fields), *payload))
+
+
+def encode_response(request_id: int, ok: bool, *payload: bytes) -> bytes:
+    """One response body (the transport frames it)."""
+    return b"".join((_RESP.pack(request_id, 0 if ok else 1), *payload))
+
+
+def frame(body: bytes) -> bytes:
+    """Length-prefix a body for the plain-TCP transport."""
+    return _LEN.pack(len(body)) + body
+
+
+class FrameDecoder:
+    """Accumulates bytes; yields whole frame bodies, refusing lengths over ``max_frame``."""
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self._max = max_frame
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def next_frame(self) -> bytes | None:
+        if len(self._buf) < 4:
+            return None
+        (length,) = _LEN.unpack_from(self._buf)
+        if length > self._max:
+            raise WireError(f"frame length {length} exceeds the limit {self._max}")
+        if len(self._buf) < 4 + length:
+            return None
+        body = bytes(self._buf[4 : 4 + length])
+        del self._buf[: 4 + length]
+        return body
+
+
+def decode_request(body: bytes) -> Request:
+    if len(body) < _REQ.size:
+        raise WireError(f"request of {len(body)} bytes is shorter than its {_REQ.size}-byte header")
+    raw_op, request_id = _REQ.unpack_from(body)
+    try:
+        op = Op(raw_op)
+    except ValueError:
+        raise WireError(f"unknown op {raw_op}; valid ops are {[o.value for o in Op]}") from None
+    fields = _FIELDS[op]
+    if len(body) < _REQ.size + fields.size:
+        raise WireError(f"{op.name} request truncated: {len(body)} bytes")
+    return Request(op, request_id, fields.unpack_from(body, _REQ.size), body[_REQ.size + fields.size :])
+
+
+def decode_response(body: bytes) -> Response:
+    if len(body) < _RESP.size:
+        raise WireError(f"response of {len(body)} bytes is shorter than its {_RESP.size}-byte header")
+    request_id, status = _RESP.unpack_from(body)
+    if status not in (0, 1):
+        raise WireError(f"response status {status}: must be 0 or 1")
+    return Response(request_id, status == 0, body[_RESP.size :])

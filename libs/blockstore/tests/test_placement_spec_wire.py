@@ -1,0 +1,131 @@
+"""Placement, volume spec validation, the replication wire codec, the CLI's error handling."""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import blockstore
+from blockstore import StorageNodeInfo, VolumeSpec, WritePolicy, place_chunk
+from blockstore._wire import FrameDecoder, Op, decode_request, decode_response, encode_request, frame
+
+NODES = [StorageNodeInfo(f"node{i}", failure_domain=f"rack{i % 3}") for i in range(9)]
+
+
+def test_placement_is_deterministic_and_distinct() -> None:
+    for chunk in range(50):
+        first = place_chunk("vol", chunk, NODES, 3)
+        assert first == place_chunk("vol", chunk, list(reversed(NODES)), 3)
+        assert len(set(first)) == 3
+
+
+def test_placement_spreads_replicas_over_failure_domains() -> None:
+    domains = {n.node_id: n.failure_domain for n in NODES}
+    for chunk in range(200):
+        assert len({domains[n] for n in place_chunk("vol", chunk, NODES, 3)}) == 3
+
+
+def test_placement_balances_load_and_moves_little_when_a_node_joins() -> None:
+    counts = Counter(n for c in range(3000) for n in place_chunk("v", c, NODES, 3))
+    assert max(counts.values()) < 1.3 * min(counts.values())
+    grown = [*NODES, StorageNodeInfo("node9", failure_domain="rack0")]
+    moved = sum(set(place_chunk("v", c, NODES, 3)) != set(place_chunk("v", c, grown, 3)) for c in range(3000))
+    assert moved < 0.45 * 3000  # only chunks that now rank the new node in their top 3
+
+
+def test_placement_needs_enough_nodes() -> None:
+    with pytest.raises(blockstore.ConfigError, match="replicas=4"):
+        place_chunk("v", 0, NODES[:3], 4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"size": 1000}, "size=1000"),
+        ({"block_size": 3000}, "block_size=3000"),
+        ({"chunk_size": 1 << 30}, "chunk_size"),
+        ({"replicas": 0}, "replicas=0"),
+        ({"name": "../etc"}, "name="),
+        ({"policy": WritePolicy(min_replicas=4)}, "min_replicas=4"),
+    ],
+)
+def test_bad_spec_names_the_field(kwargs: dict[str, object], field: str) -> None:
+    args: dict[str, object] = {"name": "v", "size": 1 << 20}
+    args.update(kwargs)
+    with pytest.raises(blockstore.ConfigError, match=field.replace(".", r"\.")):
+        VolumeSpec(**args)  # type: ignore[arg-type]
+
+
+def test_default_policy_follows_replica_count() -> None:
+    assert VolumeSpec(name="v", size=4096).policy == WritePolicy(ack="all", min_replicas=2)
+    assert VolumeSpec(name="v", size=4096, replicas=1).policy.min_replicas == 1
+
+
+def test_write_round_rules() -> None:
+    all_round = blockstore.WriteRound(["a", "b", "c"], WritePolicy(ack="all", min_replicas=2))
+    assert all_round.ack("a") is blockstore.RoundOutcome.PENDING
+    assert all_round.fail("b") is blockstore.RoundOutcome.PENDING
+    assert all_round.ack("c") is blockstore.RoundOutcome.ACKED
+    quorum = blockstore.WriteRound(["a", "b", "c"], WritePolicy(ack="quorum", min_replicas=2))
+    quorum.ack("a")
+    assert quorum.ack("b") is blockstore.RoundOutcome.ACKED
+    failing = blockstore.WriteRound(["a", "b", "c"], WritePolicy(ack="all", min_replicas=2))
+    failing.fail("a")
+    assert failing.fail("b") is blockstore.RoundOutcome.FAILED
+
+
+def test_wire_round_trip() -> None:
+    body = encode_request(Op.WRITE, 9, (1, 2, 3, 1), b"d" * 4096, b"r" * 40)
+    req = decode_request(body)
+    assert (req.op, req.request_id, req.fields, len(req.payload)) == (Op.WRITE, 9, (1, 2, 3, 1), 4136)
+    dec = FrameDecoder()
+    dec.feed(frame(body)[:10])
+    assert dec.next_frame() is None
+    dec.feed(frame(body)[10:])
+    assert dec.next_frame() == body
+
+
+def test_wire_refuses_oversized_frames_before_buffering() -> None:
+    dec = FrameDecoder(max_frame=1024)
+    dec.feed(struct.pack("<I", 1 << 30))
+    with pytest.raises(blockstore.WireError, match="exceeds the limit"):
+        dec.next_frame()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_wire_decoders_raise_only_wire_errors(data: bytes) -> None:
+    for decode in (decode_request, decode_response):
+        with contextlib.suppress(blockstore.WireError):
+            decode(data)
+
+
+def test_cli_bad_argument_is_one_line_not_a_traceback() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "blockstore",
+            "serve",
+            "--size",
+            "1M",
+            "--local",
+            "/tmp/x",
+            "--chunk-size",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "chunk_size=3: must be a power of two" in proc.stderr
+    assert "Traceback" not in proc.stderr

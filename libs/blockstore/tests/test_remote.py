@@ -1,0 +1,136 @@
+"""Remote replicas over the replication protocol, in one process: ordering, timeouts, reconnects."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+import blockstore
+import meshnet
+from blockstore._chunkstore import ChunkImage
+from blockstore._node import serve_storage_node
+from blockstore._remote import RemoteReplica
+
+pytestmark = pytest.mark.anyio
+MiB = 1 << 20
+
+
+@contextlib.asynccontextmanager
+async def three_nodes(
+    root: Path, spec: blockstore.VolumeSpec, credentials: meshnet.MeshCredentials | None
+) -> AsyncIterator[dict[str, RemoteReplica]]:
+    async with contextlib.AsyncExitStack() as stack:
+        replicas = {}
+        for i in range(3):
+            node = await stack.enter_async_context(
+                serve_storage_node(root / f"n{i}", credentials=credentials)
+            )
+            replicas[f"n{i}"] = await stack.enter_async_context(
+                RemoteReplica(f"n{i}", "127.0.0.1", node.port, spec, credentials=credentials)
+            )
+        yield replicas
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["tcp", "meshnet"])
+async def test_concurrent_overlapping_writes_leave_replicas_identical(tmp_path: Path, secure: bool) -> None:
+    spec = blockstore.VolumeSpec(name="ordered", size=2 * MiB, chunk_size=MiB, replicas=3)
+    creds = None
+    if secure:
+        creds = meshnet.NetworkIdentity.generate("t").credentials_for(meshnet.NodeIdentity.generate())
+    async with three_nodes(tmp_path, spec, creds) as replicas, blockstore.Volume(spec, replicas) as vol:
+        rng = random.Random(5)
+
+        async def writer(seed: int) -> None:
+            for _ in range(40):  # the same few blocks from many tasks: maximal reordering pressure
+                await vol.write(rng.randrange(8) * 4096, bytes([seed]) * 4096)
+
+        async with anyio.create_task_group() as tg:
+            for seed in range(8):
+                tg.start_soon(writer, seed)
+        await vol.flush()
+        states = [await r.chunk_states() for r in replicas.values()]
+        assert states[0] == states[1] == states[2]
+        data = [await r.read(0, 8) for r in replicas.values()]
+        assert data[0] == data[1] == data[2]
+
+
+class HangingReplica:
+    """A replica whose node stopped answering (like SIGSTOP): submissions never complete."""
+
+    def __init__(self, inner: blockstore.LocalReplica) -> None:
+        self.inner = inner
+        self.hung = False
+
+    @property
+    def node_id(self) -> str:
+        return self.inner.node_id
+
+    def submit_write(
+        self, first_block: int, data: bytes, records: bytes, chunk: int, generation: int
+    ) -> blockstore.Completion:
+        if self.hung:
+            return blockstore.Completion()  # never set
+        return self.inner.submit_write(first_block, data, records, chunk, generation)
+
+    def submit_zero(self, first_block: int, count: int, chunk: int, generation: int) -> blockstore.Completion:
+        if self.hung:
+            return blockstore.Completion()
+        return self.inner.submit_zero(first_block, count, chunk, generation)
+
+    async def _maybe_hang(self) -> None:
+        if self.hung:
+            await anyio.sleep_forever()
+
+    async def read(self, first_block: int, count: int) -> tuple[bytes, bytes]:
+        await self._maybe_hang()
+        return await self.inner.read(first_block, count)
+
+    async def flush(self) -> None:
+        await self._maybe_hang()
+        await self.inner.flush()
+
+    async def chunk_states(self) -> list[tuple[int, bytes]]:
+        await self._maybe_hang()
+        return await self.inner.chunk_states()
+
+    async def read_chunk(self, chunk: int) -> ChunkImage:
+        await self._maybe_hang()
+        return await self.inner.read_chunk(chunk)
+
+    async def write_chunk(self, chunk: int, image: ChunkImage) -> None:
+        await self._maybe_hang()
+        await self.inner.write_chunk(chunk, image)
+
+    async def ping(self) -> None:
+        await self._maybe_hang()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_hung_replica_times_out_of_the_write_set_and_is_rebuilt(tmp_path: Path) -> None:
+    spec = blockstore.VolumeSpec(name="hang", size=4 * MiB, chunk_size=MiB, replicas=3)
+    replicas: dict[str, blockstore.Replica] = {}
+    hanging = HangingReplica(blockstore.LocalReplica("n0", tmp_path / "n0", spec.size, 4096, MiB))
+    replicas["n0"] = hanging
+    for i in (1, 2):
+        replicas[f"n{i}"] = blockstore.LocalReplica(f"n{i}", tmp_path / f"n{i}", spec.size, 4096, MiB)
+    async with blockstore.Volume(spec, replicas, op_timeout=0.2, probe_interval=0.05) as vol:
+        hanging.hung = True
+        payload = os.urandom(8192)
+        with anyio.fail_after(5):
+            await vol.write(MiB, payload)  # completes once n0 times out
+        assert vol.health()["n0"] == "down"
+        assert await vol.read(MiB, 8192) == payload
+        hanging.hung = False
+        with anyio.fail_after(10):
+            while vol.health()["n0"] != "healthy":  # noqa: ASYNC110 (polling the volume's view)
+                await anyio.sleep(0.02)
+        assert hanging.inner.store.read(256, 2)[0] == payload
+        assert vol.stats.chunks_copied == 1
