@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import time
 import urllib.error
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from mycelium._errors import CLIError
+from mycelium.local._netns import netns_hosts, require_netns
 from mycelium.local._state import LocalNetwork, LocalNetworkError, default_dir
-from mycelium.local._up import UpOptions, http_json, start, stop, wait_converged, watch
+from mycelium.local._up import Layout, UpOptions, http_json, start, stop, wait_converged, watch
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -38,6 +41,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the network to form")
     up.add_argument(
         "--exit-when-ready", action="store_true", help="stop the network once it has formed (smoke test)"
+    )
+    up.add_argument(
+        "--netns",
+        action="store_true",
+        help="root only: run each node on its own host (network namespace), HTTP forwarded to loopback",
     )
     up.set_defaults(func=_cmd_up)
     for name, helptext, func in [
@@ -85,7 +93,22 @@ def _cmd_up(args: argparse.Namespace) -> int:
     def say(msg: str) -> None:
         console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}")
 
-    state, procs = start(opts, say)
+    with contextlib.ExitStack() as stack:
+        layout = None
+        if args.netns:
+            require_netns(args.etcd)
+            layout = stack.enter_context(netns_hosts(opts, say))
+        return _run_up(args, console, opts, say, layout)
+
+
+def _run_up(
+    args: argparse.Namespace,
+    console: Console,
+    opts: UpOptions,
+    say: Callable[[str], None],
+    layout: Layout | None,
+) -> int:
+    state, procs = start(opts, say, layout)
     try:
         with console.status("forming the network…"):
             wait_converged(state, procs, opts.ready_timeout, say)

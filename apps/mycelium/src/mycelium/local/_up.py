@@ -87,8 +87,41 @@ def _check_not_running(directory: Path) -> None:
     )
 
 
+@attrs.frozen
+class NodePlan:
+    """Where one node runs: the address it listens on, and where the supervisor reaches its HTTP.
+
+    On loopback both are the node's own address; with ``--netns`` (see ``_netns``) the node listens
+    on its host's bridge address and ``http`` is the supervisor's loopback forwarder.
+    """
+
+    name: str
+    role: str
+    host: str
+    mesh_port: int
+    http_port: int
+    http: str
+    command_prefix: tuple[str, ...] = ()  # e.g. ("ip", "netns", "exec", NAME)
+
+
+Layout = Callable[[list[tuple[str, str]]], list[NodePlan]]
+
+
+def loopback_layout(opts: UpOptions) -> Layout:
+    """Every node on ``opts.host`` with two free ports of its own."""
+
+    def layout(planned: list[tuple[str, str]]) -> list[NodePlan]:
+        plans = []
+        for name, role in planned:
+            mesh_port, http_port = free_port(opts.host), free_port(opts.host)
+            plans.append(NodePlan(name, role, opts.host, mesh_port, http_port, f"{opts.host}:{http_port}"))
+        return plans
+
+    return layout
+
+
 def start(
-    opts: UpOptions, say: Callable[[str], None]
+    opts: UpOptions, say: Callable[[str], None], layout: Layout | None = None
 ) -> tuple[LocalNetwork, dict[str, subprocess.Popen[bytes]]]:
     directory = opts.directory
     _check_not_running(directory)
@@ -100,24 +133,24 @@ def start(
     network.save(directory / "network.key")
     say(f"created network {network.network_id} in {directory}")
     globaldb = opts.etcd or f"sqlite:{directory / 'globaldb.sqlite'}"
-    planned = plan_nodes(opts)
-    ports = {name: (free_port(opts.host), free_port(opts.host)) for name, _ in planned}
-    seeds = [f"{opts.host}:{ports[name][0]}" for name, role in planned if role.endswith("sclerotium")]
+    plans = (layout or loopback_layout(opts))(plan_nodes(opts))
+    seeds = [f"{p.host}:{p.mesh_port}" for p in plans if p.role.endswith("sclerotium")]
     procs: dict[str, subprocess.Popen[bytes]] = {}
     entries = []
-    for name, role in planned:
+    for plan in plans:
+        name, role = plan.name, plan.role
         data_dir = directory / "nodes" / name
         enrol(network, data_dir)
-        mesh_port, http_port = ports[name]
+        mesh_port, http_port = plan.mesh_port, plan.http_port
         log_path = data_dir / "node.log"
         cmd = [
-            sys.executable, "-m", "mycelium.cli", "node", "start",
+            *plan.command_prefix, sys.executable, "-m", "mycelium.cli", "node", "start",
             "--name", name, "--role", role, "--data-dir", str(data_dir),
-            "--host", opts.host, "--mesh-port", str(mesh_port), "--http-port", str(http_port),
+            "--host", plan.host, "--mesh-port", str(mesh_port), "--http-port", str(http_port),
             "--globaldb", globaldb,
         ]  # fmt: skip
         for seed in seeds:
-            if seed != f"{opts.host}:{mesh_port}":
+            if seed != f"{plan.host}:{mesh_port}":
                 cmd += ["--seed", seed]
         with open(log_path, "ab") as log:
             procs[name] = subprocess.Popen(
@@ -130,8 +163,8 @@ def start(
                 pid=procs[name].pid,
                 data_dir=str(data_dir),
                 log=str(log_path),
-                mesh=f"{opts.host}:{mesh_port}",
-                http=f"{opts.host}:{http_port}",
+                mesh=f"{plan.host}:{mesh_port}",
+                http=plan.http,
             )
         )
         say(f"started {name} ({role}) pid {procs[name].pid}")

@@ -40,7 +40,7 @@ class NodeConfig:
     seeds: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     globaldb: str = attrs.field(default="")  # "" (none), "sqlite:PATH" or "etcd://h:p[,h:p]"
     probe_interval: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
-    dead_after: float = attrs.field(default=4.0, validator=attrs.validators.gt(0))
+    dead_after: float = attrs.field(default=6.0, validator=attrs.validators.gt(0))
     work_interval: float = attrs.field(default=0.5, validator=attrs.validators.gt(0))
 
     @seeds.validator
