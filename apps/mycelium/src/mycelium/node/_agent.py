@@ -312,7 +312,9 @@ class Agent:
         t0 = anyio.current_time()
         try:
             peer = await self._peer(address, expected)
-            resp = await peer.call(Request(hello=self.status()), deadline=max(2.0, self.config.probe_interval * 2))
+            resp = await peer.call(
+                Request(hello=self.status()), deadline=max(2.0, self.config.probe_interval * 2)
+            )
         except _PEER_ERRORS:
             if expected is not None:
                 await self._drop(expected)
