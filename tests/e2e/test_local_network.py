@@ -150,6 +150,15 @@ def test_dashboard_shows_every_node_and_a_killed_sclerotium(network: dict[str, A
     )
     db = get(observer["http"], "/api/network")["globaldb"]
     assert len(db["alive"]) == 3
+    # ...and the Primary Spore (on the same Global DB) admits the three countersigned Sclerotia.
+    wait_for(
+        lambda: (
+            len(get(observer["http"], "/api/network")["globaldb"].get("primary", {}).get("members", [])) == 3
+        ),
+        30,
+        "the Primary Spore to hold the three Sclerotia",
+    )
+    assert get(observer["http"], "/api/network")["globaldb"]["primary"]["reachable"]
     page.screenshot(path=str(ARTIFACTS / "dashboard-formed.png"))
 
     work_before = get(hypha["http"], "/api/status")["work_done"]

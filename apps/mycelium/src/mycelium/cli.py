@@ -28,7 +28,12 @@ PACKAGES = (
 )
 
 # Modules that contribute subcommands through ``register(subparsers)``; added as capabilities land.
-COMMAND_MODULES: tuple[str, ...] = ("mycelium.node._cli", "mycelium.local._cli", "mycelium.k8s._cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "mycelium.network_cli",
+    "mycelium.node._cli",
+    "mycelium.local._cli",
+    "mycelium.k8s._cli",
+)
 
 
 class _Registers(Protocol):

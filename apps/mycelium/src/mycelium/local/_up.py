@@ -140,7 +140,7 @@ def start(
     for plan in plans:
         name, role = plan.name, plan.role
         data_dir = directory / "nodes" / name
-        enrol(network, data_dir)
+        enrol(network, data_dir, role, f"{plan.host}:{plan.mesh_port}")
         mesh_port, http_port = plan.mesh_port, plan.http_port
         log_path = data_dir / "node.log"
         cmd = [

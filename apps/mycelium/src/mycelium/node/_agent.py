@@ -34,6 +34,7 @@ from mycelium.node._wire import (
     record_from_pb,
     record_to_pb,
 )
+from spore import PrimaryView
 
 log = obs.get_logger("mycelium.agent")
 _PEER_ERRORS = (
@@ -91,6 +92,7 @@ class Agent:
         self.policy = PlacementPolicy()
         self.decisions: list[str] = []
         self.db_view: dict[str, Any] = {}
+        self.primary_view: PrimaryView | None = None
         self.ready = anyio.Event()
         self.log = log.bind(node=config.name, node_id=credentials.node_id, role=config.role.value)
 

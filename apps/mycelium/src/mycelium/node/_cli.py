@@ -32,6 +32,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--service-port", type=int, default=0, help="Sclerotia: client call port (0: any free port)"
     )
     s.add_argument("--seed", action="append", default=[], metavar="HOST:PORT", help="a node to join through")
+    s.add_argument(
+        "--seed-file",
+        type=Path,
+        help="a Master Seed Spore: verified against trust.json, then its entry points are used",
+    )
     s.add_argument("--globaldb", default="", help="sqlite:PATH or etcd://HOST:PORT[,HOST:PORT]")
     s.add_argument("--log-level", default="INFO")
     s.set_defaults(func=_cmd_start)
@@ -39,6 +44,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def _cmd_start(args: argparse.Namespace) -> int:
     obs.configure_logging(args.log_level)
+    seeds = list(args.seed)
+    if args.seed_file is not None:
+        from meshnet import NetworkTrust
+        from mycelium.network_cli import load_master_seed
+
+        trust = NetworkTrust.load(args.data_dir / "trust.json")
+        master = load_master_seed(args.seed_file, trust)
+        seeds += [ep for ep in master.entry_points if ep not in seeds]
     config = NodeConfig(
         name=args.name,
         role=Role.parse(args.role),
@@ -47,7 +60,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
         mesh_port=args.mesh_port,
         http_port=args.http_port,
         service_port=args.service_port,
-        seeds=tuple(args.seed),
+        seeds=tuple(seeds),
         globaldb=args.globaldb,
     )
     anyio.run(run_node, config)

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+import spore
+from meshnet import node_id_for
 from mycelium.globaldb import (
     EtcdClient,
     EtcdConfig,
@@ -28,6 +30,8 @@ from mycelium.globaldb import (
     Session,
     SQLiteStore,
 )
+from mycelium.node._enrol import SCLEROTIUM_RECORD
+from mycelium.primary import GlobalDBPrimaryAuthority
 
 if TYPE_CHECKING:
     from mycelium.node._agent import Agent
@@ -78,23 +82,63 @@ async def _refresh(agent: Agent, db: NetworkDB) -> None:
         "trust": {v.value.node_id: v.value.score for v in await db.trust.list()},
         "health": {v.value.node_id: v.value.score for v in await db.health.list()},
     }
+    primary = agent.primary_view
+    if primary is not None:
+        view["primary"] = {
+            "reachable": primary.reachable,
+            "revision": primary.revision,
+            "members": sorted(primary.members),
+        }
     agent.db_view = view
 
 
+def _primary_trust(agent: Agent) -> spore.NetworkTrust:
+    return spore.NetworkTrust(
+        agent.credentials.network_id,
+        agent.credentials.trust.ca_public_key,
+        node_id_for=node_id_for,
+    )
+
+
+async def _join_primary(agent: Agent, authority: GlobalDBPrimaryAuthority) -> None:
+    """Publish this Sclerotium's countersigned record (if enrolment gave it one)."""
+    path = agent.config.data_dir / SCLEROTIUM_RECORD
+    if not path.exists():
+        return  # a promoted (dynamic) Sclerotium: in the master list, not in the Primary Spore
+    try:
+        record = spore.decode_record(path.read_bytes())
+    except spore.SporeError as exc:
+        agent.log.warning("sclerotium_record_unreadable", error=str(exc))
+        return
+    await authority.put(record)
+
+
 async def run_registration(agent: Agent, period: float = 2.0) -> None:
-    """Register while this node is a Sclerotium; retry on Global DB errors."""
+    """Register while this node is a Sclerotium and follow the Primary Spore; retry on errors."""
     while True:
         if not agent.role.is_sclerotium:
             await anyio.sleep(period)
             continue
         try:
-            async with open_store(agent.config.globaldb) as store, Session(store, ttl=10) as session:
+            async with (
+                open_store(agent.config.globaldb) as store,
+                Session(store, ttl=10) as session,
+                anyio.create_task_group() as tg,
+            ):
                 db = NetworkDB(store, agent.credentials.network_id)
                 await _publish(agent, db, session)
+                authority = GlobalDBPrimaryAuthority(store, agent.credentials.network_id)
+                await _join_primary(agent, authority)
+                view = spore.PrimaryView(_primary_trust(agent), time.time)
+                agent.primary_view = view
+                tg.start_soon(
+                    spore.follow_primary, authority, view, agent.config.data_dir / "primary.snapshot"
+                )
                 while agent.role.is_sclerotium and not session.lost:
                     await _refresh(agent, db)
                     await anyio.sleep(period)
-        except (GlobalDBError, OSError) as exc:
+                tg.cancel_scope.cancel()
+        except (GlobalDBError, spore.SporeError, OSError) as exc:
             agent.db_view = {"error": str(exc)}
             agent.log.warning("globaldb_unavailable", error=str(exc))
             await anyio.sleep(period * 2)
