@@ -159,6 +159,13 @@ def test_dashboard_shows_every_node_and_a_killed_sclerotium(network: dict[str, A
         "the Primary Spore to hold the three Sclerotia",
     )
     assert get(observer["http"], "/api/network")["globaldb"]["primary"]["reachable"]
+    # The Rhizomorphs and the Hypha see each other in the Latent Spore (spore's signed gossip).
+    for name in ("rhizomorph-1", "rhizomorph-2", "hypha-1"):
+        wait_for(
+            lambda name=name: get(node(network, name)["http"], "/api/status")["latent_alive"] == 2,
+            30,
+            f"{name} to see the two other semi-nodes alive in the Latent Spore",
+        )
     page.screenshot(path=str(ARTIFACTS / "dashboard-formed.png"))
 
     work_before = get(hypha["http"], "/api/status")["work_done"]

@@ -21,6 +21,7 @@ import obs
 from meshnet import FramedStream, MeshCredentials, MeshnetError, MeshServer, connect
 from mycelium._errors import MyceliumError
 from mycelium.node._config import NodeConfig
+from mycelium.node._latent import free_port, run_latent
 from mycelium.node._members import ALIVE, MemberRecord, MemberTable
 from mycelium.node._pb.agent.v1 import Capacity as PbCapacity
 from mycelium.node._pb.agent.v1 import NodeStatus, Request, Response, RoleChange
@@ -34,7 +35,7 @@ from mycelium.node._wire import (
     record_from_pb,
     record_to_pb,
 )
-from spore import PrimaryView
+from spore import LatentSpore, PrimaryView
 
 log = obs.get_logger("mycelium.agent")
 _PEER_ERRORS = (
@@ -93,6 +94,8 @@ class Agent:
         self.decisions: list[str] = []
         self.db_view: dict[str, Any] = {}
         self.primary_view: PrimaryView | None = None
+        self.latent: LatentSpore | None = None
+        self.gossip_port = 0
         self.ready = anyio.Event()
         self.log = log.bind(node=config.name, node_id=credentials.node_id, role=config.role.value)
 
@@ -105,6 +108,9 @@ class Agent:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._probe_loop)
+        if self.config.role in (Role.HYPHA, Role.RHIZOMORPH):
+            self.gossip_port = self.config.gossip_port or free_port(self.config.host)
+            self._tg.start_soon(run_latent, self, self.gossip_port)
         if self.config.role is Role.HYPHA:
             self._tg.start_soon(run_hypha, self)
         else:
@@ -180,6 +186,8 @@ class Agent:
             work_done=self.work_done,
             serving_via=self.serving_via,
             service_address=f"{self.config.host}:{self._service.port}" if self._service is not None else "",
+            gossip_address=f"{self.config.host}:{self.gossip_port}" if self.gossip_port else "",
+            latent_alive=len(self.latent.alive()) if self.latent is not None else 0,
         )
 
     # -- serving -----------------------------------------------------------------------------

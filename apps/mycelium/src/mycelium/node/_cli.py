@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     s.add_argument(
         "--service-port", type=int, default=0, help="Sclerotia: client call port (0: any free port)"
     )
+    s.add_argument(
+        "--gossip-port", type=int, default=0, help="Rhizomorphs/Hyphae: Latent Spore port (0: any)"
+    )
     s.add_argument("--seed", action="append", default=[], metavar="HOST:PORT", help="a node to join through")
     s.add_argument(
         "--seed-file",
@@ -60,6 +63,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
         mesh_port=args.mesh_port,
         http_port=args.http_port,
         service_port=args.service_port,
+        gossip_port=args.gossip_port,
         seeds=tuple(seeds),
         globaldb=args.globaldb,
     )

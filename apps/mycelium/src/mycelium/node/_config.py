@@ -37,6 +37,7 @@ class NodeConfig:
     mesh_port: int = 0
     http_port: int = 0
     service_port: int = 0  # Sclerotia: the client-facing call port
+    gossip_port: int = 0  # Rhizomorphs and Hyphae: the Latent Spore gossip port
     seeds: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     globaldb: str = attrs.field(default="")  # "" (none), "sqlite:PATH" or "etcd://h:p[,h:p]"
     probe_interval: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))

@@ -66,6 +66,7 @@ def network_view(agent: Agent) -> dict[str, Any]:
             n["memory_bytes"] = found.capacity.memory_bytes
             n["work_done"] = found.work_done
             n["serving_via"] = found.serving_via
+            n["latent_alive"] = found.latent_alive
     links = [
         {"from": st.node_id, "to": m.node_id, "state": m.state}
         for st in statuses.values()

@@ -44,6 +44,8 @@ class NodeStatus(betterproto.Message):
     serving_via: str = betterproto.string_field(11)
     trust: float = betterproto.double_field(12)
     service_address: str = betterproto.string_field(13)
+    gossip_address: str = betterproto.string_field(14)
+    latent_alive: int = betterproto.uint32_field(15)
 
 
 @dataclass(eq=False, repr=False)
