@@ -78,7 +78,13 @@ class FramedStream:
                 else:
                     await self._transport.send(len(data).to_bytes(FRAME_HEADER_BYTES, "big"))
                     await self._transport.send(data)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError, OSError) as exc:
+            except (
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,
+                anyio.EndOfStream,  # TLS reads the peer's close while writing
+                ssl.SSLError,
+                OSError,
+            ) as exc:
                 raise StreamClosedError(
                     f"connection to {self._peer.node_id} is closed ({type(exc).__name__})"
                 ) from None

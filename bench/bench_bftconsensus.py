@@ -1,0 +1,276 @@
+"""bftconsensus benchmarks: PBFT replicas as processes on loopback (meshnet TLS, batching) against a
+3-member etcd cluster (Raft) started on the same machine in the same run.
+
+* put throughput, n=4 (f=1) and n=7 (f=2), CLIENTS concurrent clients, vs etcd with the same number
+  of concurrent gRPC puts;
+* put latency with one client, n=4, vs one sequential etcd put stream.
+
+PBFT clients sign every request and verify f+1 signed replies; etcd clients do neither, so the
+comparison includes the price of Byzantine fault tolerance, not just of ordering.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+from harness import Comparison, Trial
+
+import bftconsensus as b
+from meshnet import NetworkIdentity, NodeIdentity
+
+CLIENTS = 32
+DURATION = 3.0
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 30.0) -> None:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith(prefix):
+            return
+        if not line and proc.poll() is not None:
+            raise RuntimeError(f"process exited before {prefix!r}")
+    raise RuntimeError(f"no {prefix!r} within {timeout} s")
+
+
+class PbftCluster:
+    """n replica processes plus the identities the load generator needs."""
+
+    def __init__(self, stack: contextlib.ExitStack, n: int, tmp: Path) -> None:
+        self.net = NetworkIdentity.generate(f"bench{n}")
+        self.net.save(tmp / f"net{n}.json")
+        replicas = [NodeIdentity.generate() for _ in range(n)]
+        self.clients = [NodeIdentity.generate() for _ in range(CLIENTS + 1)]
+        doc = {
+            "replicas": {
+                r.node_id: {"host": "127.0.0.1", "port": _port(), "public_key": r.public_key.hex()}
+                for r in replicas
+            },
+            "clients": {c.node_id: c.public_key.hex() for c in self.clients},
+        }
+        (tmp / f"cluster{n}.json").write_text(json.dumps(doc))
+        self.names = list(doc["replicas"])
+        self.addresses = {k: ("127.0.0.1", v["port"]) for k, v in doc["replicas"].items()}
+        self.keys = {k: bytes.fromhex(v["public_key"]) for k, v in doc["replicas"].items()}
+        self.keys.update({c.node_id: c.public_key for c in self.clients})
+        for r in replicas:
+            key = tmp / f"{r.node_id}.pem"
+            r.save(key)
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bftconsensus",
+                    "replica",
+                    "--cluster",
+                    str(tmp / f"cluster{n}.json"),
+                    "--key",
+                    str(key),
+                    "--network",
+                    str(tmp / f"net{n}.json"),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            stack.callback(_stop, proc)
+            _wait_line(proc, "ready")
+        self.round = 0
+
+    def throughput(self, clients: int) -> float:
+        self.round += 1
+        return anyio.run(self._load, self.clients[:clients], DURATION)[0]
+
+    def latency_ms(self) -> float:
+        self.round += 1
+        return anyio.run(self._load, self.clients[-1:], DURATION)[1]
+
+    async def _load(self, idents: list[NodeIdentity], duration: float) -> tuple[float, float]:
+        lat: list[float] = []
+        count = 0
+        async with contextlib.AsyncExitStack() as stack:
+            ccs = []
+            for ident in idents:
+                client = b.Client(
+                    ident, self.keys, self.names, retransmit=2.0, first_timestamp=self.round * 1_000_000
+                )
+                ccs.append(
+                    await stack.enter_async_context(
+                        b.ClusterClient(client, self.net.credentials_for(ident), self.addresses)
+                    )
+                )
+            with anyio.fail_after(60):
+                for cc in ccs:
+                    await cc.wait_connected()
+            end = time.perf_counter() + duration
+
+            async def worker(cc: b.ClusterClient, w: int) -> None:
+                nonlocal count
+                i = 0
+                while time.perf_counter() < end:
+                    t0 = time.perf_counter()
+                    with anyio.fail_after(30):
+                        await cc.call(b"put k%d-%d v%d" % (w, i, i))
+                    lat.append(time.perf_counter() - t0)
+                    count += 1
+                    i += 1
+
+            start = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for w, cc in enumerate(ccs):
+                    tg.start_soon(worker, cc, w)
+            elapsed = time.perf_counter() - start
+        return count / elapsed, 1000 * statistics.median(lat)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+class EtcdCluster:
+    """Three /usr/bin/etcd members on loopback, driven over gRPC (KV.Put) with grpcio."""
+
+    def __init__(self, stack: contextlib.ExitStack, tmp: Path) -> None:
+        peers = [_port() for _ in range(3)]
+        self.client_ports = [_port() for _ in range(3)]
+        initial = ",".join(f"m{i}=http://127.0.0.1:{p}" for i, p in enumerate(peers))
+        for i in range(3):
+            proc = subprocess.Popen(
+                [
+                    "/usr/bin/etcd",
+                    "--name",
+                    f"m{i}",
+                    "--data-dir",
+                    str(tmp / f"etcd{i}"),
+                    "--listen-client-urls",
+                    f"http://127.0.0.1:{self.client_ports[i]}",
+                    "--advertise-client-urls",
+                    f"http://127.0.0.1:{self.client_ports[i]}",
+                    "--listen-peer-urls",
+                    f"http://127.0.0.1:{peers[i]}",
+                    "--initial-advertise-peer-urls",
+                    f"http://127.0.0.1:{peers[i]}",
+                    "--initial-cluster",
+                    initial,
+                    "--initial-cluster-state",
+                    "new",
+                    "--initial-cluster-token",
+                    "bftbench",
+                    "--log-level",
+                    "error",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            stack.callback(_stop, proc)  # type: ignore[arg-type]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                anyio.run(self._run, 1, 0.01)
+                return
+            except Exception:  # not up yet
+                time.sleep(0.2)
+        raise RuntimeError("etcd cluster did not come up within 30 s")
+
+    def throughput(self, clients: int) -> float:
+        return anyio.run(self._run, clients, DURATION)[0]
+
+    def latency_ms(self) -> float:
+        return anyio.run(self._run, 1, DURATION)[1]
+
+    async def _run(self, clients: int, duration: float) -> tuple[float, float]:
+        import grpc  # grpcio: a dependency of the bench only
+
+        def put_request(key: bytes, value: bytes) -> bytes:
+            return b"\x0a" + bytes([len(key)]) + key + b"\x12" + bytes([len(value)]) + value
+
+        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{p}") for p in self.client_ports]
+        lat: list[float] = []
+        count = 0
+        try:
+            calls = [
+                ch.unary_unary(
+                    "/etcdserverpb.KV/Put", request_serializer=lambda x: x, response_deserializer=lambda x: x
+                )
+                for ch in channels
+            ]
+            end = time.perf_counter() + duration
+
+            async def worker(w: int) -> None:
+                nonlocal count
+                call = calls[w % len(calls)]
+                i = 0
+                while time.perf_counter() < end:
+                    t0 = time.perf_counter()
+                    await call(put_request(b"k%d-%d" % (w, i), b"v%d" % i), timeout=10)
+                    lat.append(time.perf_counter() - t0)
+                    count += 1
+                    i += 1
+
+            start = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for w in range(clients):
+                    tg.start_soon(worker, w)
+            elapsed = time.perf_counter() - start
+        finally:
+            for ch in channels:
+                await ch.close()
+        return count / elapsed, 1000 * statistics.median(lat)
+
+
+def comparisons(stack: contextlib.ExitStack) -> list[Comparison]:
+    if shutil.which("etcd") is None and not Path("/usr/bin/etcd").exists():
+        raise RuntimeError("/usr/bin/etcd is not installed (Debian package etcd-server)")
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bftbench-")))
+    etcd = EtcdCluster(stack, tmp)
+    n4 = PbftCluster(stack, 4, tmp)
+    n7 = PbftCluster(stack, 7, tmp)
+    peer_tp = Trial(f"etcd 3 members, {CLIENTS} concurrent puts", lambda: etcd.throughput(CLIENTS))
+    note = "ours: Ed25519-signed requests and replies, f+1 matching replies; batching; loopback meshnet TLS"
+    return [
+        Comparison(
+            name=f"PBFT n=4 (f=1) put throughput, {CLIENTS} clients",
+            unit="ops/s",
+            higher_is_better=True,
+            ours=Trial("bftconsensus n=4", lambda: n4.throughput(CLIENTS)),
+            peer=peer_tp,
+            repetitions=3,
+            note=note,
+        ),
+        Comparison(
+            name=f"PBFT n=7 (f=2) put throughput, {CLIENTS} clients",
+            unit="ops/s",
+            higher_is_better=True,
+            ours=Trial("bftconsensus n=7", lambda: n7.throughput(CLIENTS)),
+            peer=peer_tp,
+            repetitions=3,
+            note=note,
+        ),
+        Comparison(
+            name="PBFT n=4 put latency, 1 client (median)",
+            unit="ms",
+            higher_is_better=False,
+            ours=Trial("bftconsensus n=4", n4.latency_ms),
+            peer=Trial("etcd 3 members, 1 client", etcd.latency_ms),
+            repetitions=3,
+            note=note,
+        ),
+    ]

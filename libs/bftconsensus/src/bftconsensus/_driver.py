@@ -1,0 +1,263 @@
+"""anyio drivers that run the sans-I/O PBFT cores over meshnet's authenticated, encrypted streams.
+
+The transport authenticates every peer (mutual TLS 1.3 with network certificates), so the ``src``
+handed to a core is the verified node id of the stream's other end; the cores additionally check
+the Ed25519 signature of every message, so a message stays attributable after it is relayed.
+Frames to a peer that is down are dropped: PBFT recovers lost messages through retransmission by
+clients, view changes and state transfer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+import obs
+from bftconsensus._actions import Action, CancelTimer, Send, SetTimer
+from bftconsensus._client import Client
+from bftconsensus._errors import BftConsensusError
+from bftconsensus._metrics import ReplicaMetrics
+from bftconsensus._replica import Replica
+from meshnet import FramedStream, MeshCredentials, MeshnetError, MeshServer, connect
+
+__all__ = ["ReplicaService", "ClusterClient"]
+
+_QUEUE = 4096
+# What a dead or vanishing peer can raise. meshnet wraps most of it; anyio.EndOfStream can still
+# escape FramedStream.send when the peer dies mid-write, so we catch it here too.
+_LINK_ERRORS = (MeshnetError, OSError, ssl.SSLError, anyio.EndOfStream, anyio.BrokenResourceError)
+
+
+class _Outbox:
+    """One dialled connection per peer, fed by a bounded queue; full or unreachable means drop."""
+
+    def __init__(self, creds: MeshCredentials, node: str, host: str, port: int) -> None:
+        self.creds, self.node, self.host, self.port = creds, node, host, port
+        send, recv = anyio.create_memory_object_stream[bytes](_QUEUE)
+        self.send: MemoryObjectSendStream[bytes] = send
+        self.recv: MemoryObjectReceiveStream[bytes] = recv
+
+    def put(self, frame: bytes) -> None:
+        with contextlib.suppress(anyio.WouldBlock):  # peer too slow or down: PBFT tolerates the loss
+            self.send.send_nowait(frame)
+
+    async def run(self) -> None:
+        stream: FramedStream | None = None
+        retry_at = 0.0
+        async for frame in self.recv:
+            if stream is None:
+                if anyio.current_time() < retry_at:
+                    continue
+                try:
+                    with anyio.fail_after(2.0):
+                        stream = await connect(self.creds, self.host, self.port, expected_node_id=self.node)
+                except (*_LINK_ERRORS, TimeoutError):
+                    retry_at = anyio.current_time() + 0.2
+                    continue
+            try:
+                await stream.send(frame)
+            except _LINK_ERRORS:
+                stream = None
+
+
+class ReplicaService:
+    """Serve one :class:`Replica` on ``host:port`` and dial its peers at ``addresses``.
+
+    ``async with ReplicaService(...) as service:`` starts listening (``service.port``) and stops
+    everything on exit. All calls into the core happen on the event loop without awaiting in
+    between, so the core needs no locking.
+    """
+
+    def __init__(
+        self,
+        replica: Replica,
+        creds: MeshCredentials,
+        addresses: Mapping[str, tuple[str, int]],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        metrics: ReplicaMetrics | None = None,
+    ) -> None:
+        if creds.node_id != replica.me:
+            raise BftConsensusError(
+                f"credentials are for node {creds.node_id!r} but the replica signs as {replica.me!r}"
+            )
+        self.replica = replica
+        self.creds = creds
+        self.host, self._port = host, port
+        self._out = {n: _Outbox(creds, n, h, p) for n, (h, p) in addresses.items() if n != replica.me}
+        self._clients: dict[str, FramedStream] = {}
+        self._timers: dict[str, anyio.CancelScope] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._server: MeshServer | None = None
+        self.metrics = metrics if metrics is not None else ReplicaMetrics()
+        self._log = obs.get_logger("bftconsensus.replica", node_id=replica.me)
+        self._view = replica.view
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        return self._server.port
+
+    async def __aenter__(self) -> ReplicaService:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        for box in self._out.values():
+            self._tg.start_soon(box.run)
+        self._server = MeshServer(self.creds, self._handle, host=self.host, port=self._port)
+        await self._server.__aenter__()
+        self._dispatch(self.replica.start())
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        assert self._tg is not None
+        assert self._server is not None
+        await self._server.__aexit__(et, exc, tb)
+        self._tg.cancel_scope.cancel()
+        return await self._tg.__aexit__(et, exc, tb)
+
+    async def _handle(self, stream: FramedStream) -> None:
+        src = stream.peer.node_id
+        is_client = src not in self.replica.members
+        if is_client:
+            self._clients[src] = stream
+        try:
+            async for frame in stream:
+                self._dispatch(self.replica.receive(src, frame))
+        except _LINK_ERRORS:
+            pass
+        finally:
+            if self._clients.get(src) is stream:
+                del self._clients[src]
+
+    def _dispatch(self, actions: Sequence[Action]) -> None:
+        assert self._tg is not None
+        self.metrics.observe(self.replica)
+        if self.replica.view != self._view:
+            self._log.info("view_entered", view=self.replica.view, primary=self.replica.primary)
+            self._view = self.replica.view
+        for a in actions:
+            if isinstance(a, Send):
+                box = self._out.get(a.dst)
+                if box is not None:
+                    box.put(a.frame)
+                elif a.dst in self._clients:
+                    self._tg.start_soon(self._reply, self._clients[a.dst], a.frame)
+            elif isinstance(a, SetTimer):
+                old = self._timers.pop(a.tag, None)
+                if old is not None:
+                    old.cancel()
+                scope = anyio.CancelScope()
+                self._timers[a.tag] = scope
+                self._tg.start_soon(self._timer, a.tag, a.delay, scope)
+            elif isinstance(a, CancelTimer):
+                old = self._timers.pop(a.tag, None)
+                if old is not None:
+                    old.cancel()
+
+    async def _reply(self, stream: FramedStream, frame: bytes) -> None:
+        with contextlib.suppress(*_LINK_ERRORS):
+            await stream.send(frame)
+
+    async def _timer(self, tag: str, delay: float, scope: anyio.CancelScope) -> None:
+        with scope:
+            await anyio.sleep(delay)
+            if self._timers.get(tag) is scope:
+                del self._timers[tag]
+                self._dispatch(self.replica.timer(tag))
+
+
+class ClusterClient:
+    """Submit operations to a replicated cluster and wait for f+1 matching replies.
+
+    One operation at a time per client (PBFT's rule); open several clients for concurrency.
+    """
+
+    def __init__(
+        self, client: Client, creds: MeshCredentials, addresses: Mapping[str, tuple[str, int]]
+    ) -> None:
+        self.client = client
+        self.creds = creds
+        self.addresses = dict(addresses)
+        self._streams: dict[str, FramedStream] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._done = anyio.Event()
+        self._changed = anyio.Event()
+
+    async def __aenter__(self) -> ClusterClient:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        for node in self.addresses:
+            self._tg.start_soon(self._keep, node)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        return await self._tg.__aexit__(et, exc, tb)
+
+    async def _keep(self, node: str) -> None:
+        host, port = self.addresses[node]
+        while True:
+            try:
+                with anyio.fail_after(2.0):
+                    stream = await connect(self.creds, host, port, expected_node_id=node)
+            except (*_LINK_ERRORS, TimeoutError):
+                await anyio.sleep(0.2)
+                continue
+            self._streams[node] = stream
+            self._changed.set()
+            self._changed = anyio.Event()
+            try:
+                async for frame in stream:
+                    self._apply(self.client.receive(node, frame))
+            except _LINK_ERRORS:
+                pass
+            finally:
+                self._streams.pop(node, None)
+            await anyio.sleep(0.1)
+
+    async def wait_connected(self, count: int | None = None) -> None:
+        """Wait until streams to ``count`` replicas (default: all) are up (bound it with fail_after)."""
+        want = len(self.addresses) if count is None else count
+        while len(self._streams) < want:
+            await self._changed.wait()
+
+    def _apply(self, actions: Sequence[Action]) -> None:
+        assert self._tg is not None
+        for a in actions:
+            if isinstance(a, Send):
+                stream = self._streams.get(a.dst)
+                if stream is not None:
+                    self._tg.start_soon(self._send, stream, a.frame)
+        if not self.client.busy:
+            self._done.set()
+
+    async def _send(self, stream: FramedStream, frame: bytes) -> None:
+        with contextlib.suppress(*_LINK_ERRORS):
+            await stream.send(frame)
+
+    async def call(self, operation: bytes) -> bytes:
+        """Order ``operation`` and return its result once f+1 replicas agree on it.
+
+        Retransmits until then; bound the wait with ``anyio.fail_after`` around the call.
+        """
+        self._done = anyio.Event()
+        self._apply(self.client.submit(operation))
+        while self.client.busy:
+            with anyio.move_on_after(self.client.retransmit):
+                await self._done.wait()
+            if self.client.busy:
+                self._apply(self.client.timer("retransmit"))
+        assert self.client.result is not None
+        return self.client.result

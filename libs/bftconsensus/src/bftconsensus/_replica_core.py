@@ -1,0 +1,403 @@
+"""The normal case of a PBFT replica as a sans-I/O core (Castro & Liskov, OSDI'99, with signatures).
+
+The primary of view v batches client requests into a signed PRE-PREPARE(v, n, d); backups answer
+PREPARE; with 2f matching prepares a replica is *prepared* and sends COMMIT; with 2f+1 matching
+commits it executes batch n once every batch below n has executed, and replies to the client.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Container
+
+from bftconsensus._actions import Action, CancelTimer, Send, SetTimer
+from bftconsensus._certs import (
+    batch_digest,
+    faults_tolerated,
+    open_requests,
+    primary_of,
+)
+from bftconsensus._crypto import KeyDirectory, Signer
+from bftconsensus._errors import DecodeError
+from bftconsensus._pb.bftconsensus import v1 as pb
+from bftconsensus._smr import RECONFIGURE_PREFIX, ReplicaConfig, StateMachine
+from bftconsensus._wire import DEFAULT_LIMITS, Kind, WireLimits, decode_frame, open_signed, seal
+
+__all__ = ["ReplicaCore"]
+
+
+class _Slot:
+    def __init__(self) -> None:
+        self.pre_prepares: dict[int, tuple[pb.Signed, pb.PrePrepare]] = {}
+        self.prepares: dict[tuple[int, bytes], dict[str, pb.Signed]] = {}
+        self.commits: dict[tuple[int, bytes], dict[str, pb.Signed]] = {}
+        self.prepared: pb.PreparedProof | None = None  # highest-view certificate
+        self.prepared_view = -1
+        self.commit_sent: set[int] = set()
+        self.committed: pb.PrePrepare | None = None
+
+
+class ReplicaCore:
+    """Normal-case PBFT: requests, pre-prepare/prepare/commit, execution, replies.
+
+    Recovery (checkpoints, state transfer, view change, membership) lives in the subclass
+    :class:`bftconsensus.Replica`; the hooks below are what this class calls into it.
+    """
+
+    def __init__(
+        self,
+        signer: Signer,
+        keys: KeyDirectory,
+        config: ReplicaConfig,
+        app: StateMachine,
+        *,
+        clients: Container[str] | None = None,
+        limits: WireLimits = DEFAULT_LIMITS,
+    ) -> None:
+        self.signer = signer
+        self.me = signer.node_id
+        self.keys = keys
+        self.config = config
+        self.app = app
+        self.limits = limits
+        self.members: tuple[str, ...] = config.replicas
+        self._clients = clients
+        self.view = 0
+        self.in_view_change = False
+        self.vc_target = 0
+        self.next_seq = 1
+        self.last_executed = 0
+        self.stable_seq = 0
+        self.stable_proof: list[pb.Signed] = []
+        self.log: dict[int, _Slot] = {}
+        self.pending: dict[str, tuple[int, pb.Signed]] = {}
+        self.assigned: set[tuple[str, int]] = set()
+        self.client_table: dict[str, tuple[int, bytes]] = {}
+        self.checkpoints: dict[int, dict[bytes, dict[str, pb.Signed]]] = {}
+        self.snapshots: dict[int, bytes] = {}
+        self.view_changes: dict[
+            int, dict[str, tuple[pb.Signed, pb.ViewChange, list[tuple[pb.PrePrepare, pb.Signed]]]]
+        ] = {}
+        self.latest_new_view: pb.Signed | None = None
+        self.executed: OrderedDict[int, bytes] = OrderedDict()
+        self.executed_requests: list[tuple[int, str, int, bytes]] = []
+        self._timer_running = False
+        self._vc_attempts = 0
+        self._state_wanted = False
+        self._ahead: set[str] = set()
+        self.next_members: tuple[str, ...] = ()
+        self.reconfig_at = 0
+        self.requests_executed = 0
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def f(self) -> int:
+        return faults_tolerated(len(self.members))
+
+    @property
+    def primary(self) -> str:
+        return primary_of(self.members, self.view)
+
+    @property
+    def is_primary(self) -> bool:
+        return self.primary == self.me and not self.in_view_change
+
+    def _is_client(self, name: str) -> bool:
+        if name in self.members:
+            return False
+        return self._clients is None or name in self._clients
+
+    def _broadcast(self, env: pb.Signed) -> list[Action]:
+        raw = bytes(env)
+        return [Send(m, raw) for m in self.members if m != self.me]
+
+    def _slot(self, seq: int) -> _Slot:
+        slot = self.log.get(seq)
+        if slot is None:
+            slot = self.log[seq] = _Slot()
+        return slot
+
+    def _in_window(self, seq: int) -> bool:
+        return self.stable_seq < seq <= self.stable_seq + self.config.watermark_window
+
+    def start(self) -> list[Action]:
+        return []
+
+    # ------------------------------------------------------------------ input
+    def receive(self, src: str, frame: bytes) -> list[Action]:
+        """Handle one frame from ``src``. Malformed, forged or out-of-place input is dropped."""
+        try:
+            env = decode_frame(frame, self.limits)
+            kind = Kind(env.kind)
+            if kind is Kind.CLIENT_REQUEST:
+                return self._on_request(env)
+            if env.signer != src or src not in self.members:
+                return []
+            return self._dispatch(kind, env)
+        except DecodeError:
+            return []
+
+    def _dispatch(self, kind: Kind, env: pb.Signed) -> list[Action]:
+        if kind is Kind.PRE_PREPARE:
+            return self._on_pre_prepare(env, open_signed(self.keys, env, pb.PrePrepare, self.limits))
+        if kind is Kind.PREPARE:
+            return self._on_vote(env, open_signed(self.keys, env, pb.Prepare, self.limits), commit=False)
+        if kind is Kind.COMMIT_VOTE:
+            return self._on_vote(env, open_signed(self.keys, env, pb.CommitVote, self.limits), commit=True)
+        if kind is Kind.CHECKPOINT:
+            return self._on_checkpoint(env, open_signed(self.keys, env, pb.Checkpoint, self.limits))
+        if kind is Kind.VIEW_CHANGE:
+            return self._on_view_change(env)
+        if kind is Kind.NEW_VIEW:
+            return self._on_new_view(env)
+        if kind is Kind.STATE_REQUEST:
+            return self._on_state_request(env, open_signed(self.keys, env, pb.StateRequest, self.limits))
+        if kind is Kind.STATE_RESPONSE:
+            return self._on_state_response(open_signed(self.keys, env, pb.StateResponse, self.limits))
+        return []
+
+    def timer(self, tag: str) -> list[Action]:
+        if self.me not in self.members:
+            return []  # removed by a reconfiguration (or not yet a member): stay quiet
+        try:
+            return self._on_timer(tag)
+        except DecodeError:
+            return []
+
+    def _on_timer(self, tag: str) -> list[Action]:
+        if tag == "view-change":
+            self._timer_running = False
+            if self.in_view_change:
+                return self._start_view_change(self.vc_target + 1)
+            if self.pending:
+                return self._start_view_change(self.view + 1)
+            return []
+        if tag == "state":
+            self._state_wanted = False
+            if self._ahead and len(self._ahead) > self.f:
+                return self._request_state()
+        return []
+
+    # ------------------------------------------------------------------ requests
+    def _on_request(self, env: pb.Signed) -> list[Action]:
+        req = open_signed(self.keys, env, pb.ClientRequest, self.limits)
+        if req.client != env.signer or not self._is_client(req.client):
+            return []
+        done = self.client_table.get(req.client)
+        if done is not None and req.timestamp <= done[0]:
+            if req.timestamp == done[0]:
+                return [self._reply(req.client, done[0], done[1])]
+            return []
+        held = self.pending.get(req.client)
+        if held is not None and held[0] >= req.timestamp:
+            return []
+        self.pending[req.client] = (req.timestamp, env)
+        return self._arm_timer() + self._propose()
+
+    def _arm_timer(self) -> list[Action]:
+        if self._timer_running or not self.pending:
+            return []
+        self._timer_running = True
+        return [SetTimer("view-change", self.config.view_change_timeout * (2 ** min(self._vc_attempts, 6)))]
+
+    def _propose(self) -> list[Action]:
+        if not self.is_primary:
+            return []
+        actions: list[Action] = []
+        while (
+            self.next_seq - 1 - self.last_executed < self.config.max_inflight
+            and self._in_window(self.next_seq)
+            and not (self.reconfig_at and self.next_seq > self.reconfig_at)
+        ):
+            batch = [
+                env for client, (ts, env) in sorted(self.pending.items()) if (client, ts) not in self.assigned
+            ][: self.config.batch_size]
+            if not batch and not self.reconfig_at:
+                break  # with a reconfiguration pending, empty batches carry the log to its boundary
+            for env in batch:
+                req = open_signed(self.keys, env, pb.ClientRequest, self.limits)
+                self.assigned.add((req.client, req.timestamp))
+            seq = self.next_seq
+            self.next_seq += 1  # before issuing: issuing can execute (n=1) and re-enter _propose
+            actions += self._issue_pre_prepare(seq, batch)
+        return actions
+
+    def _issue_pre_prepare(self, seq: int, batch: list[pb.Signed]) -> list[Action]:
+        """Sign and send one pre-prepare (a Byzantine test double overrides this to equivocate)."""
+        pp = pb.PrePrepare(view=self.view, seq=seq, digest=batch_digest(batch), requests=batch)
+        env = seal(self.signer, Kind.PRE_PREPARE, pp)
+        self._slot(seq).pre_prepares[self.view] = (env, pp)
+        return self._broadcast(env) + self._check(seq)
+
+    # ------------------------------------------------------------------ normal case
+    def _note_ahead(self, src: str, view: int, seq: int) -> list[Action]:
+        if view > self.view or seq > self.stable_seq + self.config.watermark_window:
+            self._ahead.add(src)
+            if len(self._ahead) > self.f and not self._state_wanted:
+                return self._request_state()
+        return []
+
+    def _on_pre_prepare(self, env: pb.Signed, pp: pb.PrePrepare) -> list[Action]:
+        if env.signer != primary_of(self.members, pp.view) or pp.view < self.view:
+            return []
+        if pp.view > self.view + len(self.members) or not self._in_window(pp.seq):
+            return self._note_ahead(env.signer, pp.view, pp.seq)
+        if self.reconfig_at and pp.seq > self.reconfig_at:
+            return []  # nothing is ordered past a membership boundary under the old membership
+        open_requests(self.keys, pp.requests, self.members)
+        if batch_digest(pp.requests) != pp.digest:
+            return []
+        slot = self._slot(pp.seq)
+        held = slot.pre_prepares.get(pp.view)
+        if held is not None:
+            if held[1].digest != pp.digest:  # the primary signed two batches for one slot
+                return self._start_view_change(max(self.view, pp.view) + 1)
+            return []
+        slot.pre_prepares[pp.view] = (env, pp)
+        if pp.view > self.view or self.in_view_change:
+            return self._note_ahead(env.signer, pp.view, pp.seq)
+        return self._accept_pre_prepare(pp)
+
+    def _accept_pre_prepare(self, pp: pb.PrePrepare) -> list[Action]:
+        actions: list[Action] = []
+        if self.me != primary_of(self.members, pp.view):
+            vote = seal(self.signer, Kind.PREPARE, pb.Prepare(pp.view, pp.seq, pp.digest, self.me))
+            self._slot(pp.seq).prepares.setdefault((pp.view, pp.digest), {})[self.me] = vote
+            actions += self._broadcast(vote)
+        return actions + self._check(pp.seq)
+
+    def _on_vote(self, env: pb.Signed, vote: pb.Prepare | pb.CommitVote, *, commit: bool) -> list[Action]:
+        if vote.replica != env.signer or vote.view < self.view:
+            return []
+        if vote.view > self.view + len(self.members) or not self._in_window(vote.seq):
+            return self._note_ahead(env.signer, vote.view, vote.seq)
+        if not commit and env.signer == primary_of(self.members, vote.view):
+            return []
+        slot = self._slot(vote.seq)
+        table = slot.commits if commit else slot.prepares
+        key = (vote.view, vote.digest)
+        if key not in table and len(table) >= 4 * len(self.members):
+            return []  # bounded: a faulty replica cannot grow a slot with made-up digests
+        table.setdefault(key, {})[env.signer] = env
+        if vote.view > self.view:
+            return self._note_ahead(env.signer, vote.view, vote.seq)
+        return self._check(vote.seq)
+
+    def _check(self, seq: int) -> list[Action]:
+        slot = self.log.get(seq)
+        if slot is None or self.in_view_change:
+            return []
+        held = slot.pre_prepares.get(self.view)
+        if held is None:
+            return []
+        env, pp = held
+        key = (self.view, pp.digest)
+        actions: list[Action] = []
+        prepares = {r: e for r, e in slot.prepares.get(key, {}).items() if r != self.primary}
+        if len(prepares) >= 2 * self.f and self.view not in slot.commit_sent:
+            slot.commit_sent.add(self.view)
+            if self.view > slot.prepared_view:
+                slot.prepared = pb.PreparedProof(
+                    pre_prepare=env, prepares=[prepares[r] for r in sorted(prepares)]
+                )
+                slot.prepared_view = self.view
+            vote = seal(self.signer, Kind.COMMIT_VOTE, pb.CommitVote(self.view, seq, pp.digest, self.me))
+            slot.commits.setdefault(key, {})[self.me] = vote
+            actions += self._broadcast(vote)
+        if (
+            self.view in slot.commit_sent
+            and slot.committed is None
+            and len(slot.commits.get(key, {})) >= 2 * self.f + 1
+        ):
+            slot.committed = pp
+            actions += self._execute_ready()
+        return actions
+
+    # ------------------------------------------------------------------ execution
+    def _execute_ready(self) -> list[Action]:
+        actions: list[Action] = []
+        progressed = False
+        while True:
+            slot = self.log.get(self.last_executed + 1)
+            if slot is None or slot.committed is None:
+                break
+            actions += self._execute(self.last_executed + 1, slot.committed)
+            progressed = True
+        if progressed and not self.in_view_change:
+            self._vc_attempts = 0
+            actions.append(CancelTimer("view-change"))
+            self._timer_running = False
+            actions += self._arm_timer() + self._propose()
+        return actions
+
+    def _execute(self, seq: int, pp: pb.PrePrepare) -> list[Action]:
+        actions: list[Action] = []
+        for env in pp.requests:
+            req = open_signed(self.keys, env, pb.ClientRequest, self.limits)
+            done = self.client_table.get(req.client)
+            if done is not None and req.timestamp <= done[0]:
+                continue
+            if req.operation.startswith(RECONFIGURE_PREFIX):
+                result = self._schedule_reconfiguration(
+                    seq, req.client, req.operation[len(RECONFIGURE_PREFIX) :]
+                )
+            else:
+                result = self.app.apply(req.operation)
+            self.client_table[req.client] = (req.timestamp, result)
+            held = self.pending.get(req.client)
+            if held is not None and held[0] <= req.timestamp:
+                del self.pending[req.client]
+            self.executed_requests.append((seq, req.client, req.timestamp, req.operation))
+            self.requests_executed += 1
+            actions.append(self._reply(req.client, req.timestamp, result))
+        del self.executed_requests[: -self.config.history_limit]
+        self.last_executed = seq
+        self.executed[seq] = pp.digest
+        while len(self.executed) > self.config.history_limit:
+            self.executed.popitem(last=False)
+        if seq == self.reconfig_at:
+            self._switch_membership()
+        if seq % self.config.checkpoint_interval == 0:
+            actions += self._take_checkpoint(seq)
+        return actions
+
+    def _reply(self, client: str, ts: int, result: bytes) -> Send:
+        env = seal(
+            self.signer, Kind.REPLY, pb.Reply(self.view, ts, client, self.me, self.reply_result(result))
+        )
+        return Send(client, bytes(env))
+
+    def reply_result(self, result: bytes) -> bytes:
+        """The result put in replies (a Byzantine test double overrides this to lie)."""
+        return result
+
+    # ------------------------------------------------------------------ hooks (see Replica)
+    def _take_checkpoint(self, seq: int) -> list[Action]:
+        raise NotImplementedError
+
+    def _on_checkpoint(self, env: pb.Signed, cp: pb.Checkpoint) -> list[Action]:
+        raise NotImplementedError
+
+    def _request_state(self) -> list[Action]:
+        raise NotImplementedError
+
+    def _on_state_request(self, env: pb.Signed, req: pb.StateRequest) -> list[Action]:
+        raise NotImplementedError
+
+    def _on_state_response(self, resp: pb.StateResponse) -> list[Action]:
+        raise NotImplementedError
+
+    def _start_view_change(self, new_view: int) -> list[Action]:
+        raise NotImplementedError
+
+    def _on_view_change(self, env: pb.Signed) -> list[Action]:
+        raise NotImplementedError
+
+    def _on_new_view(self, env: pb.Signed) -> list[Action]:
+        raise NotImplementedError
+
+    def _schedule_reconfiguration(self, seq: int, client: str, command: bytes) -> bytes:
+        raise NotImplementedError
+
+    def _switch_membership(self) -> None:
+        raise NotImplementedError

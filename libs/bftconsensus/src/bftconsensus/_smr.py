@@ -1,0 +1,109 @@
+"""Replicated state machines: the application protocol, a key-value store, replica configuration."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import attrs
+
+from bftconsensus._errors import BftConsensusError, ConfigError
+
+__all__ = ["StateMachine", "KeyValueStore", "ReplicaConfig", "RECONFIGURE_PREFIX", "reconfigure_operation"]
+
+RECONFIGURE_PREFIX = b"\x00bftconsensus.reconfigure\x00"
+
+
+def reconfigure_operation(action: str, replica: str) -> bytes:
+    """The operation an administrator client submits to add or remove a replica."""
+    if action not in ("add", "remove"):
+        raise ConfigError(f"reconfiguration action must be 'add' or 'remove', got {action!r}")
+    return RECONFIGURE_PREFIX + f"{action} {replica}".encode()
+
+
+class StateMachine(Protocol):
+    """A deterministic application: same operations in the same order, same results and state."""
+
+    def apply(self, operation: bytes) -> bytes: ...
+
+    def snapshot(self) -> bytes: ...
+
+    def restore(self, snapshot: bytes) -> None: ...
+
+
+class KeyValueStore:
+    """A small deterministic key-value store (``put k v`` / ``get k`` / ``del k``), for examples,
+    tests and the benchmark. Unknown or malformed operations return an ``error:`` result: a
+    replicated state machine must answer every ordered operation identically, never raise."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def apply(self, operation: bytes) -> bytes:
+        parts = operation.split(b" ", 2)
+        if parts[0] == b"put" and len(parts) == 3:
+            self.data[parts[1]] = parts[2]
+            return b"ok"
+        if parts[0] == b"get" and len(parts) == 2:
+            return self.data.get(parts[1], b"")
+        if parts[0] == b"del" and len(parts) == 2:
+            return b"ok" if self.data.pop(parts[1], None) is not None else b"missing"
+        return b"error: expected 'put <key> <value>', 'get <key>' or 'del <key>'"
+
+    def snapshot(self) -> bytes:
+        out = bytearray()
+        for k in sorted(self.data):
+            v = self.data[k]
+            out += len(k).to_bytes(4, "big") + k + len(v).to_bytes(4, "big") + v
+        return bytes(out)
+
+    def restore(self, snapshot: bytes) -> None:
+        data: dict[bytes, bytes] = {}
+        i = 0
+        try:
+            while i < len(snapshot):
+                kl = int.from_bytes(snapshot[i : i + 4], "big")
+                k = snapshot[i + 4 : i + 4 + kl]
+                i += 4 + kl
+                vl = int.from_bytes(snapshot[i : i + 4], "big")
+                v = snapshot[i + 4 : i + 4 + vl]
+                i += 4 + vl
+                if len(k) != kl or len(v) != vl:
+                    raise ValueError("truncated")
+                data[k] = v
+        except ValueError as exc:
+            raise BftConsensusError(f"key-value snapshot is malformed at byte {i}") from exc
+        self.data = data
+
+
+def _members(value: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class ReplicaConfig:
+    """PBFT parameters; defaults and their sources are in docs/bftconsensus.md."""
+
+    replicas: tuple[str, ...] = attrs.field(converter=_members)
+    checkpoint_interval: int = 128  # PBFT's checkpoint period
+    watermark_window: int = 256  # L = 2 x checkpoint interval, as in PBFT
+    batch_size: int = 64
+    max_inflight: int = 2  # batches in flight: more pipelines, fewer lets batches grow under load
+    view_change_timeout: float = 2.0
+    state_retry: float = 1.0
+    history_limit: int = 100_000  # executed (seq, digest) pairs kept for inspection
+    admins: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)  # may reconfigure
+
+    def __attrs_post_init__(self) -> None:
+        if len(self.replicas) < 1 or len(set(self.replicas)) != len(self.replicas):
+            raise ConfigError(f"ReplicaConfig.replicas must be distinct and non-empty, got {self.replicas!r}")
+        for name in ("checkpoint_interval", "batch_size", "max_inflight", "history_limit"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ReplicaConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.watermark_window < self.checkpoint_interval:
+            raise ConfigError(
+                f"ReplicaConfig.watermark_window must be >= checkpoint_interval ({self.checkpoint_interval}), "
+                f"got {self.watermark_window}"
+            )
+        for name in ("view_change_timeout", "state_retry"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"ReplicaConfig.{name} must be > 0 seconds, got {getattr(self, name)!r}")

@@ -1,0 +1,39 @@
+"""A faulty replica cannot grow another replica's memory without bound."""
+
+from __future__ import annotations
+
+import bftconsensus as b
+from bftconsensus._pb.bftconsensus import v1 as pb
+from bftconsensus._wire import Kind, seal
+
+MEMBERS = ("e0", "e1", "e2", "e3")
+
+
+def test_prepares_with_made_up_digests_are_bounded_per_slot(world, keys) -> None:
+    r = b.Replica(world["e0"], keys, b.ReplicaConfig(MEMBERS), b.KeyValueStore())
+    for i in range(200):
+        vote = seal(world["e1"], Kind.PREPARE, pb.Prepare(0, 1, i.to_bytes(32, "big"), "e1"))
+        r.receive("e1", bytes(vote))
+    assert len(r.log[1].prepares) <= 4 * len(MEMBERS)
+
+
+def test_only_each_replicas_latest_view_change_is_kept(world, keys) -> None:
+    r = b.Replica(world["e0"], keys, b.ReplicaConfig(MEMBERS), b.KeyValueStore())
+    for view in range(1, 60):
+        vc = seal(world["e1"], Kind.VIEW_CHANGE, pb.ViewChange(new_view=view, replica="e1"))
+        r.receive("e1", bytes(vc))
+    assert sum(len(t) for t in r.view_changes.values()) == 1
+    assert list(r.view_changes) == [59]
+    assert r.view == 0  # one replica alone cannot move anyone to a new view
+
+
+def test_f_plus_one_view_changes_make_a_replica_join(world, keys) -> None:
+    r = b.Replica(world["e0"], keys, b.ReplicaConfig(MEMBERS), b.KeyValueStore())
+    out: list[b.Action] = []
+    for sender in ("e1", "e2"):
+        vc = seal(world[sender], Kind.VIEW_CHANGE, pb.ViewChange(new_view=1, replica=sender))
+        out += r.receive(sender, bytes(vc))
+    assert r.in_view_change
+    assert r.vc_target == 1
+    sent = [b.decode_frame(a.frame) for a in out if isinstance(a, b.Send)]
+    assert {env.kind for env in sent} == {int(Kind.VIEW_CHANGE)}

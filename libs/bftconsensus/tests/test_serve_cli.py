@@ -1,0 +1,33 @@
+"""`python -m bftconsensus replica` refuses bad input with a one-line error, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bftconsensus import ConfigError
+from bftconsensus._serve import load_cluster, main
+
+
+def test_missing_cluster_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["replica", "--cluster", str(tmp_path / "nope.json"), "--key", "k", "--network", "n"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cluster file" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_config_field_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"replicas": {}, "config": {"batchsize": 3}}))
+    with pytest.raises(ConfigError, match="batchsize"):
+        load_cluster(path)
+
+
+def test_malformed_replica_entry_says_what_is_expected(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"replicas": {"r0": {"host": "127.0.0.1"}}}))
+    with pytest.raises(ConfigError, match="public_key"):
+        load_cluster(path)

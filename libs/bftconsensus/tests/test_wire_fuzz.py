@@ -1,0 +1,96 @@
+"""Every decoder of network input is bounded and raises only DecodeError (or VerificationError
+for verdicts); every core's receive() survives arbitrary bytes."""
+
+from __future__ import annotations
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+import bftconsensus as b
+from bftconsensus._crypto import signing_payload
+from bftconsensus._pb.bftconsensus import v1 as pb
+from bftconsensus._wire import _BODY, Kind, open_signed, seal
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(st.binary(max_size=512))
+def test_random_frames_decode_or_raise_decode_error(data: bytes) -> None:
+    try:
+        env = b.decode_frame(data)
+    except b.DecodeError:
+        return
+    assert isinstance(env, pb.Signed)
+
+
+@FUZZ
+@given(st.sampled_from(list(Kind)), st.binary(max_size=512))
+def test_signed_garbage_bodies_raise_only_decode_error(world, keys, kind: Kind, body: bytes) -> None:
+    sig = world["e0"].sign(signing_payload(int(kind), "e0", body))
+    env = pb.Signed(kind=int(kind), body=body, signer="e0", signature=sig)
+    try:
+        msg = open_signed(keys, env, _BODY[kind])
+    except b.DecodeError:
+        return
+    assert isinstance(msg, _BODY[kind])
+
+
+@FUZZ
+@given(st.binary(max_size=400))
+def test_cores_drop_arbitrary_input(world, keys, functions, data: bytes) -> None:
+    replica = b.Replica(world["e0"], keys, b.ReplicaConfig(("e0", "e1", "e2", "e3")), b.KeyValueStore())
+    assert isinstance(replica.receive("e1", data), list)
+    assert isinstance(b.Executor(world["e1"], keys, functions).receive("coord", data), list)
+    client = b.Client(world["client"], keys, ["e0", "e1", "e2", "e3"])
+    client.submit(b"get x")
+    assert client.receive("e0", data) == []
+    op = b.sign_operation(world["client"], "op", "sha256", b"")
+    run = b.QuorumRun(world["coord"], keys, op, [("e0", 1), ("e1", 1), ("e2", 1)], b"beacon")
+    run.start(0.0)
+    assert run.receive("e0", data, 0.1) == []
+
+
+@FUZZ
+@given(st.binary(max_size=400))
+def test_random_verdicts_raise_only_verification_error(keys, data: bytes) -> None:
+    with pytest.raises(b.VerificationError):
+        b.verify_verdict(data, keys)
+
+
+def test_oversized_frame_is_refused_before_parsing() -> None:
+    limits = b.WireLimits(max_frame_bytes=1024)
+    with pytest.raises(b.DecodeError, match="at most 1024"):
+        b.decode_frame(b"\x00" * 2000, limits)
+
+
+def test_overlong_string_field_is_refused(world, keys) -> None:
+    env = seal(world["e0"], Kind.COMMIT, pb.Commit(op_id="x" * 300, executor="e0"))
+    with pytest.raises(b.DecodeError, match="op_id"):
+        open_signed(keys, env, pb.Commit)
+
+
+def test_too_many_repeated_entries_are_refused(world, keys) -> None:
+    env = seal(world["e0"], Kind.PRE_PREPARE, pb.PrePrepare(requests=[pb.Signed()] * 20))
+    with pytest.raises(b.DecodeError, match="requests"):
+        open_signed(keys, env, pb.PrePrepare, b.WireLimits(max_repeated=10))
+
+
+def test_unknown_signer_and_bad_signature_are_refused(world, keys) -> None:
+    env = seal(b.Ed25519Signer.generate("stranger"), Kind.COMMIT, pb.Commit())
+    with pytest.raises(b.DecodeError, match="not in the key directory"):
+        open_signed(keys, env, pb.Commit)
+    good = seal(world["e0"], Kind.COMMIT, pb.Commit(op_id="a"))
+    forged = pb.Signed(
+        kind=good.kind, body=bytes(pb.Commit(op_id="b")), signer="e0", signature=good.signature
+    )
+    with pytest.raises(b.DecodeError, match="bad signature"):
+        open_signed(keys, forged, pb.Commit)
+
+
+def test_a_body_cannot_be_replayed_as_another_kind(world, keys) -> None:
+    env = seal(world["e0"], Kind.PREPARE, pb.Prepare(view=1, seq=2, replica="e0"))
+    relabeled = pb.Signed(kind=int(Kind.COMMIT_VOTE), body=env.body, signer="e0", signature=env.signature)
+    with pytest.raises(b.DecodeError, match="bad signature"):
+        open_signed(keys, relabeled, pb.CommitVote)
