@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mycelium.node._cli",
     "mycelium.local._cli",
     "mycelium.k8s._cli",
+    "mycelium.cli_bft",
 )
 
 
