@@ -34,6 +34,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mycelium.local._cli",
     "mycelium.k8s._cli",
     "mycelium.cli_bft",
+    "mycelium.cli_volume",
+    "mycelium.cli_dram",
 )
 
 
