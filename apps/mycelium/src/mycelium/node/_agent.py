@@ -20,6 +20,7 @@ import betterproto
 import obs
 from meshnet import FramedStream, MeshCredentials, MeshnetError, MeshServer, connect
 from mycelium._errors import MyceliumError
+from mycelium.node._alerting import run_alerts
 from mycelium.node._config import NodeConfig
 from mycelium.node._latent import free_port, run_latent
 from mycelium.node._members import ALIVE, MemberRecord, MemberTable
@@ -95,6 +96,7 @@ class Agent:
         self.db_view: dict[str, Any] = {}
         self.primary_view: PrimaryView | None = None
         self.latent: LatentSpore | None = None
+        self.alerts: list[dict[str, Any]] | None = None
         self.gossip_port = 0
         self.ready = anyio.Event()
         self.log = log.bind(node=config.name, node_id=credentials.node_id, role=config.role.value)
@@ -122,6 +124,7 @@ class Agent:
             )
             await self._service.__aenter__()
             self._tg.start_soon(self._placement_loop)
+            self._tg.start_soon(run_alerts, self)
             if self.config.globaldb:
                 from mycelium.node._registry import run_registration
 

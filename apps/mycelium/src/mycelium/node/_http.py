@@ -76,9 +76,7 @@ def network_view(agent: Agent) -> dict[str, Any]:
     counts = {"alive": 0, "suspect": 0, "dead": 0}
     for n in nodes:
         counts[n["state"]] = counts.get(n["state"], 0) + 1
-    alerts = [
-        {"rule": "node_down", "node": n["name"], "since": n["since"]} for n in nodes if n["state"] == "dead"
-    ]
+    alerts = [a for a in agent.alerts or [] if a["state"] == "firing"]
     return {
         "network_id": me.network_id,
         "observer": me.name,
