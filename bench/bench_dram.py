@@ -4,18 +4,29 @@ Peers run in the same process and run alternately with ours (bench/harness.py): 
 same region for tracker scans, an untracked write for the first-write cost, raw TCP loopback
 (1 MiB sends) for replication throughput. Where no peer can run here the comparison names the
 published value from /work/shared/ANCHORS.md (Remus epochs, QEMU's 300 ms downtime target).
+Where QEMU runs, a 1 GiB migration is also compared with QEMU's own live migration of a guest
+with 1 GiB of RAM, two QEMUs on loopback started and killed per repetition.
+
+``DRAM_BENCH_ONLY=qemu`` (or ``core``; comma-separated) builds only that group.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import mmap
 import os
 import random
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 from harness import Comparison, Trial
@@ -27,6 +38,8 @@ from dram import (
     CooperativeThrottle,
     HashDiffTracker,
     MemoryRegion,
+    MigrationConfig,
+    MigrationPlanner,
     PrimaryCore,
     PrimaryReplicator,
     ReplicationConfig,
@@ -263,12 +276,19 @@ async def _promotion_once(size: int) -> float:
     return elapsed
 
 
-async def _migration_once(size: int) -> float:
+async def _migration_once(size: int, busy: bool = True, totals: list[float] | None = None) -> float:
+    """Migrate a ``size`` region to a fresh target; downtime in ms (total time appended to ``totals``).
+
+    ``busy``: ~16 MiB/s of random page writes during the live phase; otherwise the region is idle
+    after being filled, as the idle QEMU guest is in the QEMU comparison.
+    """
     cfg = ReplicationConfig(buffer=BufferConfig(capacity_bytes=256 << 20))
     image = bytearray(size)
     server = BackupServer(BackupCore("t", memoryview(image), PS, cfg))
     with MemoryRegion.anonymous(size) as region:
-        region.view[:] = os.urandom(1 << 20) * (size >> 20)
+        block = os.urandom(1 << 20)
+        for off in range(0, size, len(block)):  # 1 MiB at a time: no 1 GiB temporary
+            region.view[off : off + len(block)] = block
         tracker = UffdWpTracker(region) if uffd_wp_available()[0] else HashDiffTracker(region)
         core = PrimaryCore("s", region.pages, cfg)
         gate = CooperativeThrottle()
@@ -285,16 +305,233 @@ async def _migration_once(size: int) -> float:
         async with anyio.create_task_group() as tg:
             port = await server.listen_tcp(tg)
             async with PrimaryReplicator(region, core, tracker, actuator=gate, scan_interval=0.02) as rep:
+                t0 = time.perf_counter()
                 for c in range(2):
                     await rep.add_connection(f"t/{c}", "t", await connect_tcp("127.0.0.1", port, 1 << 24))
-                tg.start_soon(workload)
-                result = await rep.migrate("t")
+                if busy:
+                    tg.start_soon(workload)
+                # Give up as KubeVirt's completion timeout would (150 s/GiB), not after the
+                # default 300 rounds (15 s), which a first copy of 1 GiB can need on a busy machine.
+                rounds = max(300, int(150 * size / GIB / 0.05))
+                planner = MigrationPlanner(MigrationConfig(max_rounds=rounds))
+                result = await rep.migrate("t", planner, round_seconds=0.05)
+                total = time.perf_counter() - t0
             tg.cancel_scope.cancel()
-        assert bytes(image) == bytes(region.view)
+        assert image == region.view, "target image differs from the source region"
+    if totals is not None:
+        totals.append(total)
     return result.downtime * 1000
 
 
-def comparisons(stack: contextlib.ExitStack) -> list[Comparison]:
+# ---- QEMU's own live migration, same RAM size, same run -------------------------------------
+QEMU_MIB = 1024
+
+
+def _qemu_accel() -> tuple[str | None, str]:
+    """(accelerator, why): KVM when /dev/kvm is usable, else TCG; None when QEMU is missing."""
+    if shutil.which("qemu-system-x86_64") is None:
+        return None, "qemu-system-x86_64 not installed (apt-get install qemu-system-x86)"
+    if os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "kvm", "KVM"
+    return "tcg", "TCG (no usable /dev/kvm)"
+
+
+class _Qmp:
+    """A minimal QMP client over a unix socket: greeting, qmp_capabilities, then commands."""
+
+    def __init__(self, path: str, proc: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + 30
+        self._sock = socket.socket(socket.AF_UNIX)
+        self._sock.settimeout(30)
+        while True:
+            try:
+                self._sock.connect(path)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"QEMU QMP socket {path} never came up (exit {proc.poll()})") from None
+                time.sleep(0.02)
+        self._file = self._sock.makefile("rwb")
+        json.loads(self._file.readline())  # greeting
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, name: str, **arguments: object) -> Any:
+        self._file.write(json.dumps({"execute": name, "arguments": arguments}).encode() + b"\n")
+        self._file.flush()
+        while True:  # asynchronous events may come first
+            line = self._file.readline()
+            if not line:
+                raise RuntimeError(f"QEMU closed QMP during {name}")
+            msg = json.loads(line)
+            if "error" in msg:
+                raise RuntimeError(f"QMP {name}: {msg['error']}")
+            if "return" in msg:
+                return msg["return"]
+
+    def close(self) -> None:
+        self._file.close()
+        self._sock.close()
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_qemu(stack: contextlib.ExitStack, accel: str, workdir: str, name: str, extra: list[str]) -> _Qmp:
+    qmp_path = os.path.join(workdir, f"{name}.qmp")
+    log = stack.enter_context(open(os.path.join(workdir, f"{name}.log"), "wb"))  # noqa: SIM115
+    argv = ["qemu-system-x86_64", "-accel", accel, "-nographic", "-nodefaults", "-display", "none"]
+    argv += ["-m", f"{QEMU_MIB}M", "-machine", "pc,memory-backend=ram0"]
+    argv += ["-qmp", f"unix:{qmp_path},server=on,wait=off", *extra]
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+
+    def kill() -> None:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+
+    stack.callback(kill)
+    try:
+        qmp = _Qmp(qmp_path, proc)
+    except RuntimeError as exc:
+        log.flush()
+        with open(log.name, "rb") as f:
+            raise RuntimeError(f"{exc}; QEMU said: {f.read()[-2000:].decode(errors='replace')}") from None
+    stack.callback(qmp.close)
+    return qmp
+
+
+def _qemu_migration_once(accel: str, workdir: str, ram_file: str, totals: list[float]) -> float:
+    """One real QEMU live migration on loopback; QEMU's own ``downtime`` in ms."""
+    port = _free_loopback_port()
+    with contextlib.ExitStack() as stack:  # both QEMUs are killed whatever happens
+        dst = _start_qemu(
+            stack,
+            accel,
+            workdir,
+            "dst",
+            ["-object", f"memory-backend-ram,id=ram0,size={QEMU_MIB}M", "-incoming", f"tcp:127.0.0.1:{port}"],
+        )
+        # The source guest's RAM starts as a private copy of a random-filled file, so no page is a
+        # zero page QEMU could skip (our region is filled with random bytes too).
+        src = _start_qemu(
+            stack,
+            accel,
+            workdir,
+            "src",
+            ["-object", f"memory-backend-file,id=ram0,size={QEMU_MIB}M,mem-path={ram_file},share=off"],
+        )
+        src.cmd("migrate-set-parameters", **{"downtime-limit": 300})  # max-bandwidth: default
+        src.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
+        deadline = time.monotonic() + 120
+        while True:
+            info = src.cmd("query-migrate")
+            if info.get("status") == "completed":
+                break
+            if info.get("status") in ("failed", "cancelled") or time.monotonic() > deadline:
+                raise RuntimeError(f"QEMU migration did not complete: {info}")
+            time.sleep(0.05)
+        while dst.cmd("query-status")["status"] != "running":  # the guest resumed on the target
+            if time.monotonic() > deadline:
+                raise RuntimeError("destination QEMU never resumed the guest")
+            time.sleep(0.02)
+    ram = info.get("ram", {})
+    print(
+        f"   QEMU ({accel}): downtime {info['downtime']} ms, total {info['total-time']} ms, "
+        f"sent {ram.get('transferred', 0) / (1 << 20):.0f} MiB in {ram.get('dirty-sync-count')} passes",
+        flush=True,
+    )
+    totals.append(info["total-time"] / 1000)
+    return float(info["downtime"])
+
+
+def _replayed(recorded: list[float], fresh: Callable[[], object]) -> Callable[[], float]:
+    """Total time of a migration the downtime comparison already ran (a fresh one if none is left),
+    so both numbers come from the same migrations without doubling the runtime."""
+
+    def run() -> float:
+        if not recorded:
+            fresh()
+        return recorded.pop(0)
+
+    return run
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _qemu_comparisons(stack: contextlib.ExitStack) -> list[Comparison]:
+    accel, why = _qemu_accel()
+    size = QEMU_MIB << 20
+    ours_totals: list[float] = []
+
+    def ours() -> float:
+        return anyio.run(_migration_once, size, False, ours_totals)
+
+    if accel is None:
+        return [
+            Comparison(
+                name=f"dram: migration downtime, {QEMU_MIB} MiB idle region",
+                unit="ms",
+                higher_is_better=False,
+                ours=Trial("two-phase convergence", ours),
+                reference=300.0,
+                reference_source="QEMU default downtime-limit 300 ms",
+                repetitions=3,
+                note=f"QEMU peer not run: {why}",
+            )
+        ]
+    workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="dram-bench-qemu-"))
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else workdir
+    ram_file = os.path.join(shm, f"dram-bench-qemu-{os.getpid()}.ram")
+    stack.callback(_unlink_quietly, ram_file)
+    block = os.urandom(1 << 20)
+    with open(ram_file, "wb") as f:
+        for _ in range(QEMU_MIB):
+            f.write(block)
+    peer_totals: list[float] = []
+
+    def peer() -> float:
+        return _qemu_migration_once(accel, workdir, ram_file, peer_totals)
+
+    note = (
+        f"QEMU 7.2 ({why}) on loopback, downtime-limit 300 ms, default max-bandwidth 128 MiB/s; "
+        "idle guest (no disk: SeaBIOS finds no boot device and halts), RAM prefilled with random "
+        "bytes so nothing is a zero page: QEMU's best case. Ours: idle 1 GiB random-filled region, "
+        "2 TCP connections, no bandwidth cap"
+    )
+    return [
+        Comparison(
+            name=f"dram: migration downtime, {QEMU_MIB} MiB idle, vs QEMU live migration",
+            unit="ms",
+            higher_is_better=False,
+            ours=Trial("two-phase convergence", ours),
+            peer=Trial(f"QEMU live migration ({accel})", peer),
+            repetitions=3,
+            note=note,
+        ),
+        Comparison(
+            name=f"dram: migration total time, {QEMU_MIB} MiB idle, vs QEMU live migration",
+            unit="s",
+            higher_is_better=False,
+            ours=Trial("two-phase convergence", _replayed(ours_totals, ours)),
+            peer=Trial(f"QEMU live migration ({accel})", _replayed(peer_totals, peer)),
+            repetitions=3,
+            note="the same migrations as the downtime row (QEMU's total-time); " + note,
+        ),
+    ]
+
+
+def _core_comparisons(stack: contextlib.ExitStack) -> list[Comparison]:
     out: list[Comparison] = []
     kinds = ["crc32+adler32", "crc32"] + (["uffd-wp"] if uffd_wp_available()[0] else [])
     sd_ok, sd_why = soft_dirty_available()
@@ -344,7 +581,7 @@ def comparisons(stack: contextlib.ExitStack) -> list[Comparison]:
                     name=f"dram: RPO lag {label} at {rate} MiB/s dirty",
                     unit="ms",
                     higher_is_better=False,
-                    ours=Trial(f"lag {label}", lambda r=rate, q=pct: anyio.run(_rpo_once, r, q)),
+                    ours=Trial(f"lag {label}", functools.partial(anyio.run, _rpo_once, float(rate), pct)),
                     reference=25.0,
                     reference_source="Remus checkpoint epoch 25 ms (NSDI'08)",
                     repetitions=3,
@@ -375,4 +612,20 @@ def comparisons(stack: contextlib.ExitStack) -> list[Comparison]:
         )
     )
     _ = statistics  # medians are the harness's job
+    return out
+
+
+_GROUPS = {"core": _core_comparisons, "qemu": _qemu_comparisons}
+
+
+def comparisons(stack: contextlib.ExitStack) -> list[Comparison]:
+    """All groups, or those named in ``DRAM_BENCH_ONLY`` (comma-separated: core, qemu)."""
+    only = [g for g in os.environ.get("DRAM_BENCH_ONLY", "").split(",") if g]
+    unknown = set(only) - set(_GROUPS)
+    if unknown:
+        raise ValueError(f"DRAM_BENCH_ONLY: unknown group(s) {sorted(unknown)}; valid: {sorted(_GROUPS)}")
+    out: list[Comparison] = []
+    for name, build in _GROUPS.items():
+        if not only or name in only:
+            out.extend(build(stack))
     return out
