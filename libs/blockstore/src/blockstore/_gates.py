@@ -25,6 +25,16 @@ class ChunkGates:
             await self._exclusive[chunk].wait()
         self._inflight[chunk] = self._inflight.get(chunk, 0) + 1
 
+    def is_exclusive(self, chunk: int) -> bool:
+        return chunk in self._exclusive
+
+    def try_enter_shared(self, chunk: int) -> bool:
+        """Enter without waiting; False (and nothing entered) while the chunk is held exclusively."""
+        if chunk in self._exclusive:
+            return False
+        self._inflight[chunk] = self._inflight.get(chunk, 0) + 1
+        return True
+
     def leave_shared(self, chunk: int) -> None:
         left = self._inflight[chunk] - 1
         if left:

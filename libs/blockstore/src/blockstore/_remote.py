@@ -215,6 +215,22 @@ class RemoteReplica:
     async def read(self, first_block: int, count: int) -> tuple[bytes, bytes]:
         return self._split(await self._call(Op.READ, (first_block, count)), count)
 
+    def submit_read(self, first_block: int, count: int) -> _Call | None:
+        """Queue a read without yielding (None while disconnected: :meth:`read` reconnects).
+
+        Lets the volume queue every read of a received NBD batch before this replica's writer
+        runs (one frame write for all of them) and time it out with its sweeper, not a scope.
+        """
+        if not self._connected:
+            return None
+        return self._submit(Op.READ, (first_block, count))
+
+    def read_result(self, call: _Call, count: int) -> tuple[bytes, bytes]:
+        """Data and records of a finished :meth:`submit_read` (raises its error, if any)."""
+        if call.error is not None:
+            raise call.error
+        return self._split(call.payload, count)
+
     async def flush(self) -> None:
         await self._call(Op.FLUSH)
 

@@ -7,6 +7,7 @@ writes to a chunk in the same order (the property DRBD gets from its single orde
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -21,11 +22,12 @@ __all__ = ["Completion", "Replica", "LocalReplica"]
 class Completion:
     """Outcome of a submitted operation: ``await wait()`` returns or raises its error."""
 
-    __slots__ = ("_error", "_event", "done")
+    __slots__ = ("_callbacks", "_error", "_event", "done")
 
     def __init__(self) -> None:
         self._event: anyio.Event | None = None
         self._error: BaseException | None = None
+        self._callbacks: list[Callable[[BaseException | None], None]] | None = None
         self.done = False
 
     @classmethod
@@ -45,6 +47,23 @@ class Completion:
         self.done = True
         if self._event is not None:
             self._event.set()
+        callbacks, self._callbacks = self._callbacks, None
+        if callbacks:
+            for callback in callbacks:
+                callback(error)
+
+    def add_done_callback(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Call ``callback(error)`` once the operation finished (now, if it already has).
+
+        Cheaper than a task per waiter: the volume settles a write round from the replicas'
+        reader tasks without spawning anything.
+        """
+        if self.done:
+            callback(self._error)
+            return
+        if self._callbacks is None:
+            self._callbacks = []
+        self._callbacks.append(callback)
 
     async def wait(self) -> None:
         if not self.done:

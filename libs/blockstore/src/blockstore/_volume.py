@@ -12,6 +12,7 @@ later FLUSH, it is on stable storage on each of those. With ``ack="quorum"`` onl
 
 from __future__ import annotations
 
+import functools
 import struct
 import time
 import zlib
@@ -32,18 +33,24 @@ from ._errors import (
     ReplicaUnavailableError,
 )
 from ._gates import ChunkGates
+from ._inflight import Deadlines, InflightWrite
 from ._maintenance import monitor, rebuild_replica, reencrypt_volume
 from ._observe import VolumeMetrics
 from ._placement import StorageNodeInfo, place_chunk
 from ._records import FLAG_ENCRYPTED, FLAG_WRITTEN, RECORD_SIZE, plain_records
+from ._remote import RemoteReplica
 from ._replica import Completion, LocalReplica, Replica
 from ._replication import ReplicaHealth, ReplicaSetState, RoundOutcome, WriteRound
 from ._spec import VolumeSpec
 
-__all__ = ["Volume", "VolumeStats"]
+__all__ = ["PendingWrite", "Volume", "VolumeStats"]
 
 _FLAGS_CRC = struct.Struct("<II")
 _FAILURES = (ReplicaUnavailableError, TimeoutError, OSError)
+
+
+def _expire(completion: Completion, node_id: str) -> None:
+    completion.set(TimeoutError(f"replica {node_id} did not answer in time"))  # no-op once answered
 
 
 @asynccontextmanager
@@ -63,6 +70,34 @@ class VolumeStats:
     rebuilds_completed: int = 0
     chunks_copied: int = 0
     chunks_skipped: int = 0
+
+
+class PendingWrite:
+    """A write submitted by :meth:`Volume.begin_write`.
+
+    ``done``: already decided (every target in this process); then :meth:`result` raises its
+    error, if any. Otherwise ``await wait()`` returns once acknowledged or raises.
+    """
+
+    __slots__ = ("_inflight", "_volume", "done")
+
+    def __init__(self, volume: Volume | None, inflight: InflightWrite | None) -> None:
+        self._volume = volume
+        self._inflight = inflight
+        self.done = inflight is None or inflight.settled_now()
+
+    def result(self) -> None:
+        if self._volume is not None and self._inflight is not None:
+            self._volume._raise_if_failed(self._inflight.round)
+
+    async def wait(self) -> None:
+        if not self.done and self._volume is not None and self._inflight is not None:
+            await self._volume._await_round(self._inflight)
+        self.result()
+
+
+# Every target acknowledged at submission (in-process replicas): nothing to track.
+_ACKED = PendingWrite(None, None)
 
 
 class Volume:
@@ -103,6 +138,9 @@ class Volume:
         self._bs = spec.block_size
         self._bpc = spec.blocks_per_chunk
         self._rebuilt = anyio.Event()
+        self._deadlines = Deadlines(op_timeout)
+        # Replicas in this process: their submissions complete synchronously (see read_now).
+        self._local_targets = frozenset(n for n, r in self._replicas.items() if isinstance(r, LocalReplica))
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def __aenter__(self) -> Volume:
@@ -110,6 +148,7 @@ class Volume:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._monitor)
+        self._tg.start_soon(self._deadlines.run)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -202,6 +241,46 @@ class Volume:
         if fua:
             await self.flush()
 
+    def begin_write(self, offset: int, data: bytes, *, fua: bool = False) -> PendingWrite | None:
+        """Submit the write to its replicas now, without yielding; None: use :meth:`write`.
+
+        Taken for aligned writes without FUA inside one chunk that no rebuild or repair holds,
+        which is the common case. The submission is exactly what :meth:`write` does first; the
+        returned :class:`PendingWrite` is done at once when every target is in this process,
+        else its ``wait()`` waits for the acknowledgement rule. Submitting in the caller's task
+        lets a server queue a whole received batch before the replicas' writers run, so each
+        replica gets the batch in one frame write instead of one per request.
+        """
+        bs = self._bs
+        if fua or offset % bs or len(data) % bs or not data:
+            return None
+        self._check(offset, len(data))
+        first = offset // bs
+        count = len(data) // bs
+        chunk = first // self._bpc
+        if (first + count - 1) // self._bpc != chunk or self._gates.is_exclusive(chunk):
+            return None
+        stored, records = self._seal(first, data)
+        if not self._gates.try_enter_shared(chunk):  # pragma: no cover - checked above, no yield since
+            raise AssertionError("chunk gate taken without a yield")
+        try:
+            generation = self._generations[chunk] + 1
+            self._generations[chunk] = generation
+            targets = self.state.write_targets(self.placement(chunk))
+            submitted = [
+                (n, self._replicas[n].submit_write(first, stored, records, chunk, generation))
+                for n in targets
+            ]
+        except BaseException:
+            self._gates.leave_shared(chunk)
+            raise
+        for _node, completion in submitted:
+            if not completion.done or completion.error is not None:
+                return PendingWrite(self, self._inflight(chunk, targets, submitted))
+        # Every target succeeded already; write_targets guaranteed at least min_replicas of them.
+        self._gates.leave_shared(chunk)
+        return _ACKED
+
     async def _write_piece(self, chunk: int, first: int, count: int, data: bytes, offset: int) -> None:
         start = first * self._bs - offset
         payload = data[start : start + count * self._bs]
@@ -232,52 +311,33 @@ class Volume:
             raise
         await self._complete(chunk, targets, submitted)
 
+    def _inflight(
+        self, chunk: int, targets: list[str], submitted: list[tuple[str, Completion]]
+    ) -> InflightWrite:
+        gates = self._gates
+        inflight = InflightWrite(
+            WriteRound(targets, self.spec.policy), self._fail, lambda: gates.leave_shared(chunk)
+        )
+        for node_id, completion in submitted:
+            inflight.track(node_id, completion)
+        if inflight.pending:
+            self._deadlines.add(inflight.expire)
+        return inflight
+
     async def _complete(
         self, chunk: int, targets: list[str], submitted: list[tuple[str, Completion]]
     ) -> None:
         """Wait for the round's outcome; the chunk gate is released when every target answered."""
-        round_ = WriteRound(targets, self.spec.policy)
-        pending = []
-        for node_id, completion in submitted:
-            if completion.done:
-                if completion.error is None:
-                    round_.ack(node_id)
-                else:
-                    round_.fail(node_id)
-                    self._fail(node_id)
-            else:
-                pending.append((node_id, completion))
-        if not pending:
-            self._gates.leave_shared(chunk)
-            self._raise_if_failed(round_)
+        inflight = self._inflight(chunk, targets, submitted)
+        if inflight.settled_now():
+            self._raise_if_failed(inflight.round)
             return
-        decided = anyio.Event()
-        remaining = [len(pending)]
+        await self._await_round(inflight)
 
-        async def watch(node_id: str, completion: Completion) -> None:
-            try:
-                with anyio.fail_after(self._op_timeout):
-                    await completion.wait()
-                outcome = round_.ack(node_id)
-            except _FAILURES:
-                outcome = round_.fail(node_id)
-                self._fail(node_id)
-            except BlockstoreError:
-                outcome = round_.fail(node_id)
-                self._fail(node_id)
-            if outcome is not RoundOutcome.PENDING:
-                decided.set()
-            remaining[0] -= 1
-            if not remaining[0]:
-                self._gates.leave_shared(chunk)
-                decided.set()
-
-        assert self._tg is not None, "use the volume inside `async with`"
-        for node_id, completion in pending:
-            self._tg.start_soon(watch, node_id, completion)
-        if round_.outcome is RoundOutcome.PENDING:
-            await decided.wait()
-        self._raise_if_failed(round_)
+    async def _await_round(self, inflight: InflightWrite) -> None:
+        assert self._tg is not None, "use the volume inside `async with` (its sweeper times out replicas)"
+        await inflight.wait()
+        self._raise_if_failed(inflight.round)
 
     def _raise_if_failed(self, round_: WriteRound) -> None:
         if round_.outcome is RoundOutcome.FAILED:
@@ -372,6 +432,46 @@ class Volume:
             return data
         return data[start : start + length]
 
+    def read_now(self, offset: int, length: int) -> bytes | None:
+        """The read served without yielding, or None: then call :meth:`read` (which does it all).
+
+        Served here only when each piece's chosen replica is in this process, online, and every
+        block verifies; a remote replica, a failing one or bit rot to repair takes the async path.
+        """
+        if not self._local_targets:
+            return None
+        self._check(offset, length)
+        if length == 0:
+            return b""
+        bs = self._bs
+        first = offset // bs
+        last = (offset + length - 1) // bs
+        pieces = self._pieces(first, last - first + 1)
+        parts: list[bytes] = []
+        state = self.state
+        for i, (chunk, f, count) in enumerate(pieces):
+            candidates = state.read_candidates(self.placement(chunk))
+            if not candidates:
+                return None
+            node_id = candidates[i % len(candidates)]
+            replica = self._replicas[node_id]
+            if not isinstance(replica, LocalReplica) or replica.offline:
+                return None
+            started = time.monotonic()
+            try:
+                data, records = replica.store.read(f, count)
+            except (BlockstoreError, OSError):
+                return None  # the async path retries on another replica and marks this one down
+            state.observe(node_id, time.monotonic() - started)
+            if self._bad_blocks(data, records, count):
+                return None
+            parts.append(self._open(f, data, records, count))
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        start = offset - first * bs
+        if start == 0 and len(data) == length:
+            return data
+        return data[start : start + length]
+
     async def _read_blocks(self, first: int, count: int) -> bytes:
         pieces = self._pieces(first, count)
         if len(pieces) == 1:
@@ -392,6 +492,11 @@ class Volume:
         try:
             if isinstance(replica, LocalReplica):  # in-process: cannot hang, skip the timeout scope
                 data, records = await replica.read(first, count)
+            elif isinstance(replica, RemoteReplica) and (call := replica.submit_read(first, count)):
+                if not call.done:  # the sweeper times it out: cheaper than a cancel scope per read
+                    self._deadlines.add(functools.partial(_expire, call, node_id))
+                await call.wait()
+                data, records = replica.read_result(call, count)
             else:
                 with anyio.fail_after(self._op_timeout):
                     data, records = await replica.read(first, count)

@@ -64,6 +64,9 @@ _FIELDS: Final = {
 }
 
 
+_OPS: Final = {o.value: o for o in Op}  # a dict lookup costs far less than Op(raw)
+
+
 @attrs.frozen
 class Request:
     op: Op
@@ -121,10 +124,9 @@ def decode_request(body: bytes) -> Request:
     if len(body) < _REQ.size:
         raise WireError(f"request of {len(body)} bytes is shorter than its {_REQ.size}-byte header")
     raw_op, request_id = _REQ.unpack_from(body)
-    try:
-        op = Op(raw_op)
-    except ValueError:
-        raise WireError(f"unknown op {raw_op}; valid ops are {[o.value for o in Op]}") from None
+    op = _OPS.get(raw_op)
+    if op is None:
+        raise WireError(f"unknown op {raw_op}; valid ops are {[o.value for o in Op]}")
     fields = _FIELDS[op]
     if len(body) < _REQ.size + fields.size:
         raise WireError(f"{op.name} request truncated: {len(body)} bytes")
