@@ -7,9 +7,11 @@ from collections.abc import Callable
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import spore
-from spore._broadcast import Suspicion
+from spore._broadcast import BroadcastQueue, Suspicion
 
 
 class Cluster:
@@ -295,3 +297,37 @@ def test_config_loads_from_a_mapping_and_names_unknown_keys() -> None:
         spore.GossipConfig.from_mapping({"probe_intervall": 1.0})
     with pytest.raises(spore.ConfigError, match="gossip_nodes must be >= 1"):
         spore.GossipConfig.from_mapping({"gossip_nodes": 0})
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("push"), st.integers(0, 7)),
+            st.tuples(st.just("take"), st.integers(1, 4), st.integers(1, 4)),
+        ),
+        max_size=60,
+    )
+)
+def test_the_heap_ordered_queue_takes_what_a_full_sort_would(ops: list[tuple[object, ...]]) -> None:
+    """The queue keeps a lazy heap instead of sorting on every send: same picks, same drops."""
+    queue = BroadcastQueue()
+    model: dict[str, list[int]] = {}  # node -> [transmits, order]
+    order = 0
+    for op in ops:
+        if op[0] == "push":
+            order += 1
+            node = f"n{op[1]}"
+            queue.push(spore.Update(spore.MemberState.SUSPECT, node, order))
+            model[node] = [0, order]
+        else:
+            _, max_items, limit = op
+            assert isinstance(max_items, int)
+            assert isinstance(limit, int)
+            ranked = sorted(model, key=lambda n: (model[n][0], -model[n][1]))[:max_items]
+            for n in ranked:
+                model[n][0] += 1
+                if model[n][0] >= limit:
+                    del model[n]
+            assert [u.node_id for u in queue.take(max_items, limit)] == ranked
+        assert len(queue) == len(model)

@@ -168,18 +168,64 @@ def decode_record(data: bytes, limits: RecordLimits | None = None) -> SporeRecor
     return _remember(_decoded, key, record)
 
 
-def _write_update(u: Update) -> Writer:
-    w = Writer()
-    w.uint(1, u.state.value)
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _len_field(key: bytes, value: bytes) -> bytes:
+    return key + _varint(len(value)) + value if value else b""
+
+
+_record_fields: OrderedDict[SporeRecord, bytes] = OrderedDict()
+# Whole updates, both ways: a node's full state repeats the same ~N updates (from_node = itself)
+# in every push/pull, and in the simulator every receiver decodes the same bytes. Keyed by the
+# exact value / exact bytes (+ limits), so a hit returns what a fresh encode/decode would.
+_UPDATE_CACHE_MAX = 32768
+_encoded_updates: OrderedDict[Update, bytes] = OrderedDict()
+_decoded_updates: OrderedDict[tuple[bytes, RecordLimits], Update] = OrderedDict()
+
+
+def _update_bytes(u: Update) -> bytes:
+    """One `Update` message, the same bytes `Writer` would produce (field order 1..5), built by
+    concatenation: full-state push/pulls encode ~N of these per message."""
+    hit = _encoded_updates.get(u)
+    if hit is not None:
+        return hit
+    parts = [b"\x08" + _varint(u.state.value)]  # state is 1..4, never the omitted zero
     if u.record is not None:
-        w.bytes_(2, encode_record(u.record))
-    w.str_(3, u.node_id)
-    w.uint(4, u.incarnation)
-    w.str_(5, u.from_node)
-    return w
+        field = _record_fields.get(u.record)
+        if field is None:
+            field = _remember(_record_fields, u.record, _len_field(b"\x12", encode_record(u.record)))
+        parts.append(field)
+    parts.append(_len_field(b"\x1a", u.node_id.encode()))
+    if u.incarnation:
+        parts.append(b"\x20" + _varint(u.incarnation))
+    parts.append(_len_field(b"\x2a", u.from_node.encode()))
+    data = b"".join(parts)
+    _encoded_updates[u] = data
+    if len(_encoded_updates) > _UPDATE_CACHE_MAX:
+        _encoded_updates.popitem(last=False)
+    return data
 
 
 def _read_update(data: bytes, limits: RecordLimits) -> Update:
+    key = (data, limits)
+    hit = _decoded_updates.get(key)
+    if hit is not None:
+        return hit
+    u = _parse_update(data, limits)
+    _decoded_updates[key] = u
+    if len(_decoded_updates) > _UPDATE_CACHE_MAX:
+        _decoded_updates.popitem(last=False)
+    return u
+
+
+def _parse_update(data: bytes, limits: RecordLimits) -> Update:
     state_value, record_bytes, node_id, incarnation, from_node = 0, b"", "", 0, ""
     for number, value in fields(data):
         if number == 1:
@@ -229,10 +275,10 @@ def encode_envelope(env: Envelope) -> bytes:
         b.uint(1, int(body.join))
         b.uint(2, int(body.reply))
         for u in body.states:
-            b.message(3, _write_update(u))
+            b.bytes_(3, _update_bytes(u), always=True)
         w.message(7, b)
     for u in env.updates:
-        w.message(8, _write_update(u))
+        w.bytes_(8, _update_bytes(u), always=True)
     return bytes(w.buf)
 
 

@@ -51,6 +51,9 @@ from spore._validation import MembershipOracle, NetworkTrust
 __all__ = ["LatentSpore", "Member"]
 
 _SEQ_MOD = 2**32
+# Enum member lookups are slow in 3.11 and these are on every merge: bind them once.
+_ALIVE, _SUSPECT, _DEAD, _LEFT = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberState.LEFT
+_LIVE = (_ALIVE, _SUSPECT)
 _LOSS_ALPHA = 0.1  # EWMA weight of one direct-probe outcome in the measured loss
 
 
@@ -128,9 +131,7 @@ class LatentSpore(Membership):
             self._join(event.contacts, out)
         elif isinstance(event, Leave):
             self.leaving = True
-            self._queue.push(
-                Update(MemberState.LEFT, self.node_id, self.record.incarnation, None, self.node_id)
-            )
+            self._queue.push(Update(_LEFT, self.node_id, self.record.incarnation, None, self.node_id))
             self._gossip_round(out)
         elif isinstance(event, ConfirmPeer):
             self.validator.confirm(event.node_id)
@@ -295,9 +296,9 @@ class LatentSpore(Membership):
             while self._probe_order:
                 node_id = self._probe_order.pop()
                 m = self.members.get(node_id)
-                if m is not None and m.state in (MemberState.ALIVE, MemberState.SUSPECT):
+                if m is not None and m.state in _LIVE:
                     return node_id
-            self._probe_order = [n for n, m in self.members.items() if m.state is not MemberState.LEFT]
+            self._probe_order = [n for n, m in self.members.items() if m.state is not _LEFT]
             self._rng.shuffle(self._probe_order)
         return None
 
@@ -328,7 +329,7 @@ class LatentSpore(Membership):
         missed = probe.expected_nacks - probe.nacks if probe.expected_nacks else 1
         self.awareness = min(max_score, self.awareness + max(0, missed))
         m = self.members.get(probe.target)
-        if m is not None and m.state is MemberState.ALIVE:
+        if m is not None and m.state is _ALIVE:
             self.stats.suspicions += 1
             self._merge_suspect(probe.target, m.incarnation, self.node_id, out)
 
@@ -343,15 +344,31 @@ class LatentSpore(Membership):
         self._send(relay.requester, Nack(relay.seq), out)
         out.append(SetTimer(tag, self.config.probe_interval))
 
+    def _gossip_target_ok(self, m: Member, now: float) -> bool:
+        return m.state in _LIVE or (m.state is _DEAD and now - m.since < self.config.gossip_to_the_dead_time)
+
     def _gossip_targets(self, count: int) -> list[str]:
+        """A uniform sample of `count` members worth gossiping to (live, or recently dead).
+
+        Rejection sampling over the id list: this runs every gossip interval on every node,
+        and a scan of the whole table there made large clusters O(N^2) per round. Drawing ids
+        uniformly and keeping the first `count` distinct eligible ones is a uniform sample of
+        the eligible set; when too few turn up (most members ineligible) we fall back to the scan.
+        """
         now = self._clock()
-        horizon = self.config.gossip_to_the_dead_time
-        pool = [
-            n
-            for n, m in self.members.items()
-            if m.state in (MemberState.ALIVE, MemberState.SUSPECT)
-            or (m.state is MemberState.DEAD and now - m.since < horizon)
-        ]
+        ids, members = self._ids, self.members
+        if count * 4 < len(ids):
+            chosen: list[str] = []
+            seen: set[str] = set()
+            for _ in range(count * 8):
+                n = ids[self._rng.randrange(len(ids))]
+                if n not in seen:
+                    seen.add(n)
+                    if self._gossip_target_ok(members[n], now):
+                        chosen.append(n)
+                        if len(chosen) == count:
+                            return chosen
+        pool = [n for n, m in members.items() if self._gossip_target_ok(m, now)]
         return self._rng.sample(pool, min(count, len(pool)))
 
     def _gossip_round(self, out: list[Action]) -> None:
@@ -374,7 +391,7 @@ class LatentSpore(Membership):
             n for n, (_r, since) in self._departed.items() if now - since > self.config.reconnect_timeout
         ]:
             del self._departed[node_id]
-        failed = [n for n, m in self.members.items() if m.state is MemberState.DEAD] + list(self._departed)
+        failed = [n for n, m in self.members.items() if m.state is _DEAD] + list(self._departed)
         if failed:
             target = self._rng.choice(failed)
             self._send(target, PushPull(join=False, reply=False, states=self._full_state()), out, False)

@@ -29,7 +29,7 @@ class MemberState(enum.Enum):
     LEFT = 4
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # a cache key in _codec (full states repeat the same updates)
 class Update:
     """A claim about a member. ALIVE carries the member's signed record; the others name it."""
 

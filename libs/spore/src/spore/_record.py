@@ -29,7 +29,7 @@ class Role(enum.Enum):
     HYPHA = 3
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # part of every decode-cache key
 class RecordLimits:
     """Bounds every decoder applies to network input (checked before and after parsing)."""
 
@@ -58,7 +58,7 @@ def _str_tuple(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # a cache key on the gossip hot path (see _codec)
 class SporeRecord:
     """A node's record. Immutable; a change means a new record with a higher incarnation.
 

@@ -54,6 +54,8 @@ class Writer:
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    if pos < len(buf) and buf[pos] < 0x80:  # one-byte fast path: tags, lengths, states
+        return buf[pos], pos + 1
     result = 0
     shift = 0
     end = min(len(buf), pos + _MAX_VARINT_BYTES)
@@ -75,7 +77,11 @@ def fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
     """
     pos, n = 0, len(buf)
     while pos < n:
-        key, pos = _read_varint(buf, pos)
+        key = buf[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _read_varint(buf, pos)
         number, wire_type = key >> 3, key & 7
         if number == 0:
             raise DecodeError("field number 0 is invalid")
@@ -83,7 +89,10 @@ def fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
             value, pos = _read_varint(buf, pos)
             yield number, value
         elif wire_type == 2:
-            length, pos = _read_varint(buf, pos)
+            if pos < n and buf[pos] < 0x80:
+                length, pos = buf[pos], pos + 1
+            else:
+                length, pos = _read_varint(buf, pos)
             if length > n - pos:
                 raise DecodeError(f"field {number} claims {length} bytes, only {n - pos} remain")
             yield number, bytes(buf[pos : pos + length])
