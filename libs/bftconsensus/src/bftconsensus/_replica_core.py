@@ -7,6 +7,7 @@ commits it executes batch n once every batch below n has executed, and replies t
 
 from __future__ import annotations
 
+import abc
 from collections import OrderedDict
 from collections.abc import Container
 
@@ -37,7 +38,7 @@ class _Slot:
         self.committed: pb.PrePrepare | None = None
 
 
-class ReplicaCore:
+class ReplicaCore(abc.ABC):
     """Normal-case PBFT: requests, pre-prepare/prepare/commit, execution, replies.
 
     Recovery (checkpoints, state transfer, view change, membership) lives in the subclass
@@ -372,32 +373,42 @@ class ReplicaCore:
         return result
 
     # ------------------------------------------------------------------ hooks (see Replica)
+    @abc.abstractmethod
     def _take_checkpoint(self, seq: int) -> list[Action]:
-        raise NotImplementedError
+        """Implemented by :class:`bftconsensus.Replica`."""
 
+    @abc.abstractmethod
     def _on_checkpoint(self, env: pb.Signed, cp: pb.Checkpoint) -> list[Action]:
-        raise NotImplementedError
+        """Implemented by :class:`bftconsensus.Replica`."""
 
+    @abc.abstractmethod
     def _request_state(self) -> list[Action]:
-        raise NotImplementedError
+        """Implemented by :class:`bftconsensus.Replica`."""
 
+    @abc.abstractmethod
     def _on_state_request(self, env: pb.Signed, req: pb.StateRequest) -> list[Action]:
-        raise NotImplementedError
+        """Implemented by :class:`bftconsensus.Replica`."""
 
+    @abc.abstractmethod
     def _on_state_response(self, resp: pb.StateResponse) -> list[Action]:
-        raise NotImplementedError
+        """Implemented by :class:`bftconsensus.Replica`."""
 
+    @abc.abstractmethod
     def _start_view_change(self, new_view: int) -> list[Action]:
-        raise NotImplementedError
+        """Implemented by :class:`bftconsensus.Replica`."""
 
+    @abc.abstractmethod
     def _on_view_change(self, env: pb.Signed) -> list[Action]:
-        raise NotImplementedError
+        """Implemented by :class:`bftconsensus.Replica`."""
 
+    @abc.abstractmethod
     def _on_new_view(self, env: pb.Signed) -> list[Action]:
-        raise NotImplementedError
+        """Implemented by :class:`bftconsensus.Replica`."""
 
+    @abc.abstractmethod
     def _schedule_reconfiguration(self, seq: int, client: str, command: bytes) -> bytes:
-        raise NotImplementedError
+        """Implemented by :class:`bftconsensus.Replica`."""
 
+    @abc.abstractmethod
     def _switch_membership(self) -> None:
-        raise NotImplementedError
+        """Implemented by :class:`bftconsensus.Replica`."""

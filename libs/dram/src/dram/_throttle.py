@@ -13,6 +13,7 @@ each slice of running time (slice 10 ms), so it gets (1 - f) of the time.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import os
@@ -147,17 +148,19 @@ class CgroupV1CpuActuator:
             self.group.rmdir()
 
 
-class _DutyCycle:
+class _DutyCycle(abc.ABC):
     """Shared duty-cycle loop: ``stop()`` for the sleep share, ``cont()`` for the rest."""
 
     fraction: float = 0.0
     paused: bool = False
 
+    @abc.abstractmethod
     async def _stop(self) -> None:
-        raise NotImplementedError
+        """Stop the workload (SIGSTOP, QMP stop)."""
 
+    @abc.abstractmethod
     async def _cont(self) -> None:
-        raise NotImplementedError
+        """Let it run again."""
 
     async def set_throttle(self, fraction: float) -> None:
         self.fraction = _check_fraction(fraction)
