@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import attrs
 
 from meshnet import NetworkIdentity
 from mycelium.local._state import LocalNetwork, LocalNetworkError, NodeEntry
+from mycelium.node._config import free_port
 from mycelium.node._enrol import enrol
 
 
@@ -39,13 +39,6 @@ class UpOptions:
     host: str = "127.0.0.1"
     name: str = "local"
     ready_timeout: float = 60.0
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def plan_nodes(opts: UpOptions) -> list[tuple[str, str]]:

@@ -21,8 +21,8 @@ import obs
 from meshnet import FramedStream, MeshCredentials, MeshnetError, MeshServer, connect
 from mycelium._errors import MyceliumError
 from mycelium.node._alerting import run_alerts
-from mycelium.node._config import NodeConfig
-from mycelium.node._latent import free_port, run_latent
+from mycelium.node._config import NodeConfig, free_port
+from mycelium.node._latent import run_latent
 from mycelium.node._members import ALIVE, MemberRecord, MemberTable
 from mycelium.node._pb.agent.v1 import Capacity as PbCapacity
 from mycelium.node._pb.agent.v1 import NodeStatus, Request, Response, RoleChange
@@ -321,13 +321,11 @@ class Agent:
             with anyio.CancelScope(shield=True):
                 await peer.stream.aclose()
 
-    async def _probe(self, address: str, expected: str | None) -> None:
+    async def _probe(self, address: str, expected: str | None, hello: NodeStatus) -> None:
         t0 = anyio.current_time()
         try:
             peer = await self._peer(address, expected)
-            resp = await peer.call(
-                Request(hello=self.status()), deadline=max(2.0, self.config.probe_interval * 2)
-            )
+            resp = await peer.call(Request(hello=hello), deadline=max(2.0, self.config.probe_interval * 2))
         except _PEER_ERRORS:
             if expected is not None:
                 await self._drop(expected)
@@ -357,9 +355,10 @@ class Agent:
             targets += [
                 (seed, None) for seed in self.config.seeds if seed not in known and seed != self.mesh_address
             ]
+            hello = self.status()  # one snapshot per round, not one per peer
             async with anyio.create_task_group() as tg:
                 for address, expected in targets:
-                    tg.start_soon(self._probe, address, expected)
+                    tg.start_soon(self._probe, address, expected, hello)
             counts = self.members.counts()
             for state, n in counts.items():
                 _members_gauge.labels(state=state).set(n)

@@ -9,7 +9,6 @@ Rhizomorph or Hypha that gossips appears in a peer's status, it is fed to the go
 from __future__ import annotations
 
 import random
-import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -20,13 +19,6 @@ from meshnet import node_id_for
 
 if TYPE_CHECKING:
     from mycelium.node._agent import Agent
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _contacts(agent: Agent) -> set[str]:
