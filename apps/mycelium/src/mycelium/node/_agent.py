@@ -103,19 +103,13 @@ class Agent:
 
     # -- lifetime ----------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
+        # Every listener is bound before any task starts, so status() (read by the probe loop,
+        # the HTTP face and the registry from their first step) always has all its addresses.
         self._server = MeshServer(
             self.credentials, self._serve, host=self.config.host, port=self.config.mesh_port
         )
         await self._server.__aenter__()
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._tg.start_soon(self._probe_loop)
-        if self.config.role in (Role.HYPHA, Role.RHIZOMORPH):
-            self.gossip_port = self.config.gossip_port or free_port(self.config.host)
-            self._tg.start_soon(run_latent, self, self.gossip_port)
-        if self.config.role is Role.HYPHA:
-            self._tg.start_soon(run_hypha, self)
-        else:
+        if self.config.role is not Role.HYPHA:
             self._service = MeshServer(
                 self.credentials,
                 serve_work(self),
@@ -123,6 +117,16 @@ class Agent:
                 port=self.config.service_port,
             )
             await self._service.__aenter__()
+        if self.config.role in (Role.HYPHA, Role.RHIZOMORPH):
+            self.gossip_port = self.config.gossip_port or free_port(self.config.host)
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._probe_loop)
+        if self.gossip_port:
+            self._tg.start_soon(run_latent, self, self.gossip_port)
+        if self.config.role is Role.HYPHA:
+            self._tg.start_soon(run_hypha, self)
+        else:
             self._tg.start_soon(self._placement_loop)
             self._tg.start_soon(run_alerts, self)
             if self.config.globaldb:
