@@ -11,12 +11,12 @@ from typing import Any
 import jsonschema
 
 from mycelium.k8s._labels import CRD_VERSION, GROUP, common_labels, meta
-from mycelium.k8s._spec import SpecError
+from mycelium.k8s._spec import DNS_LABEL_PATTERN, QUANTITY_PATTERN, SpecError
 
 Obj = dict[str, Any]
 
-_NAME = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63}
-_QTY = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"}
+_NAME = {"type": "string", "pattern": DNS_LABEL_PATTERN, "maxLength": 63}
+_QTY = {"type": "string", "pattern": QUANTITY_PATTERN}
 _PLACEMENT = {
     "type": "object",
     "properties": {

@@ -18,8 +18,11 @@ from mycelium._errors import MyceliumError
 #: The Kubernetes minor version every rendered object is validated against (K3s v1.31 line).
 KUBERNETES_VERSION = "1.31"
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
+#: Shared with the CRD schemas (``_crds``), so the CLI and the API server accept the same values.
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
+_DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
+_QUANTITY = re.compile(QUANTITY_PATTERN)
 
 
 class SpecError(MyceliumError):
