@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,16 +25,14 @@ import anyio
 from harness import Comparison, Trial
 
 import bftconsensus as b
-from meshnet import NetworkIdentity, NodeIdentity
+from meshnet import NetworkIdentity, NodeIdentity, free_port
 
 CLIENTS = 32
 DURATION = 3.0
 
 
 def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()
 
 
 def _wait_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 30.0) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from harness import Comparison, Trial
 
-from meshnet import NetworkIdentity
+from meshnet import NetworkIdentity, free_port
 
 SIZE = "512M"
 WORKING_SET = "256m"
@@ -48,9 +48,7 @@ SHAPES = [
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()
 
 
 def _wait_port(port: int, timeout: float = 20.0) -> None:

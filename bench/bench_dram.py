@@ -49,6 +49,7 @@ from dram import (
     soft_dirty_available,
     uffd_wp_available,
 )
+from meshnet import free_port
 
 PS = mmap.PAGESIZE
 GIB = 1 << 30
@@ -374,9 +375,7 @@ class _Qmp:
 
 
 def _free_loopback_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()
 
 
 def _start_qemu(stack: contextlib.ExitStack, accel: str, workdir: str, name: str, extra: list[str]) -> _Qmp:

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from typing import Any
 import anyio
 from harness import Comparison, Trial
 
+from meshnet import free_port
 from mycelium.globaldb import EtcdClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,10 +38,7 @@ VALUE = b"v" * 128
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_port()
 
 
 def _start_cluster(stack: contextlib.ExitStack, root: Path, size: int = 3) -> list[str]:

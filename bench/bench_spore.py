@@ -276,15 +276,10 @@ def _status(members: object, name: str) -> object:
 
 
 def _free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+    ports: set[int] = set()
+    while len(ports) < n:
+        ports.add(meshnet.free_port())
+    return sorted(ports)
 
 
 def loopback_comparisons() -> list[Comparison]:

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -24,19 +23,13 @@ from pathlib import Path
 import anyio
 import pytest
 
+from meshnet import free_port
 from mycelium.globaldb import EtcdClient, KVStore, SQLiteStore
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
 # Fast Raft timing so leader elections after a killed member take well under a second.
 ETCD_TIMING = ["--heartbeat-interval", "50", "--election-timeout", "500"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class EtcdMember:
@@ -105,7 +98,7 @@ class EtcdCluster:
         self.root = root
         self.ssl_ctx = ssl_ctx
         self.members = [
-            EtcdMember(f"m{i}", root / f"m{i}.etcd", _free_port(), _free_port(), list(extra or []))
+            EtcdMember(f"m{i}", root / f"m{i}.etcd", free_port(), free_port(), list(extra or []))
             for i in range(size)
         ]
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)

@@ -4,7 +4,6 @@ the leader is killed mid-load and operations keep committing after the view chan
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +14,9 @@ import anyio
 import pytest
 
 import bftconsensus as b
-from meshnet import NetworkIdentity, NodeIdentity
+from meshnet import NetworkIdentity, NodeIdentity, free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -66,10 +59,11 @@ def cluster(tmp_path: Path) -> Iterator[dict[str, object]]:
         for node, proc in procs.items():
             assert proc.stdout is not None
             line = proc.stdout.readline()
-            assert line.startswith(f"ready {node}"), (
-                line,
-                proc.stderr.read() if proc.poll() is not None else "",
-            )
+            if not line:  # stdout closed: the replica exited; show why
+                proc.wait(timeout=10)
+                assert proc.stderr is not None
+                pytest.fail(f"replica {node} exited with {proc.returncode}: {proc.stderr.read()}")
+            assert line.startswith(f"ready {node}"), line
         yield {"net": net, "replicas": replicas, "clients": clients, "doc": doc, "procs": procs}
     finally:
         for proc in procs.values():

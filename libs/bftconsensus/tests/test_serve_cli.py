@@ -31,3 +31,28 @@ def test_malformed_replica_entry_says_what_is_expected(tmp_path: Path) -> None:
     path.write_text(json.dumps({"replicas": {"r0": {"host": "127.0.0.1"}}}))
     with pytest.raises(ConfigError, match="public_key"):
         load_cluster(path)
+
+
+def test_a_taken_port_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from meshnet import NetworkIdentity, NodeIdentity
+
+    net = NetworkIdentity.generate("cli")
+    net.save(tmp_path / "net.json")
+    me = NodeIdentity.generate()
+    me.save(tmp_path / "me.pem")
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        doc = {
+            "replicas": {me.node_id: {"host": "127.0.0.1", "port": port, "public_key": me.public_key.hex()}}
+        }
+        (tmp_path / "c.json").write_text(json.dumps(doc))
+        argv = ["replica", "--cluster", str(tmp_path / "c.json"), "--key", str(tmp_path / "me.pem")]
+        code = main([*argv, "--network", str(tmp_path / "net.json")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "in use" in err
+    assert "Traceback" not in err

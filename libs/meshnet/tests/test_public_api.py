@@ -18,6 +18,7 @@ EXPECTED: list[str] = [
     "connect",
     "FramedStream",
     "PeerInfo",
+    "free_port",
     "grpc_channel",
     "GrpcAuthenticator",
     "MeshGrpcServer",

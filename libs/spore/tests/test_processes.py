@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,13 +24,10 @@ CONFIG = {"probe_interval": 0.5, "probe_timeout": 0.2, "gossip_interval": 0.1, "
 
 
 def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+    ports: set[int] = set()
+    while len(ports) < n:
+        ports.add(meshnet.free_port())
+    return sorted(ports)
 
 
 def _views(tmp: Path) -> dict[int, dict[str, object]]:

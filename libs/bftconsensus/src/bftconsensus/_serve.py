@@ -98,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BftConsensusError, MeshnetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. the listening port is taken
+        print(f"error: {exc.strerror or exc} ({args.cluster})", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return 0

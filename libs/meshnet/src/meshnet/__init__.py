@@ -38,6 +38,7 @@ from meshnet._multihome import (
 from meshnet._network import NetworkIdentity
 from meshnet._observe import MeshnetMetrics
 from meshnet._peer import PeerInfo
+from meshnet._ports import free_port
 from meshnet._pull import (
     ChunkManifest,
     PullError,
@@ -74,6 +75,7 @@ __all__: list[str] = [
     "connect",
     "FramedStream",
     "PeerInfo",
+    "free_port",
     "grpc_channel",
     "GrpcAuthenticator",
     "MeshGrpcServer",

@@ -23,9 +23,8 @@ from typing import Any
 
 import attrs
 
-from meshnet import NetworkIdentity
+from meshnet import NetworkIdentity, free_port
 from mycelium.local._state import LocalNetwork, LocalNetworkError, NodeEntry
-from mycelium.node._config import free_port
 from mycelium.node._enrol import enrol
 
 

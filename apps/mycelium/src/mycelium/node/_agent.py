@@ -18,10 +18,10 @@ import anyio.abc
 import betterproto
 
 import obs
-from meshnet import FramedStream, MeshCredentials, MeshnetError, MeshServer, connect
+from meshnet import FramedStream, MeshCredentials, MeshnetError, MeshServer, connect, free_port
 from mycelium._errors import MyceliumError
 from mycelium.node._alerting import run_alerts
-from mycelium.node._config import NodeConfig, free_port
+from mycelium.node._config import NodeConfig
 from mycelium.node._latent import run_latent
 from mycelium.node._members import ALIVE, MemberRecord, MemberTable
 from mycelium.node._pb.agent.v1 import Capacity as PbCapacity

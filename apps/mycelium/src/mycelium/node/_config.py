@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import attrs
@@ -20,14 +19,6 @@ def parse_address(text: str, what: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{what} {text!r} is not HOST:PORT (port 1-65535)")
     return host, int(port)
-
-
-def free_port(host: str) -> int:
-    """A TCP port free on ``host`` right now (the caller binds it soon after)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @attrs.frozen
