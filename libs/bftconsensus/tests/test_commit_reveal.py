@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 import bftconsensus as b
-from bftconsensus._pb.bftconsensus import v1 as pb
+from bftconsensus import _messages as pb
 from bftconsensus._wire import Kind, seal
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bftconsensus as b
-from bftconsensus._pb.bftconsensus import v1 as pb
+from bftconsensus import _messages as pb
 from bftconsensus._wire import Kind, seal
 
 MEMBERS = ("e0", "e1", "e2", "e3")

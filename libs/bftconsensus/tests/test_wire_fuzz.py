@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import bftconsensus as b
+from bftconsensus import _messages as pb
 from bftconsensus._crypto import signing_payload
-from bftconsensus._pb.bftconsensus import v1 as pb
 from bftconsensus._wire import _BODY, Kind, open_signed, seal
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

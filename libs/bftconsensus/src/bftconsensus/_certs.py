@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Container, Sequence
 
+from bftconsensus import _messages as pb
 from bftconsensus._crypto import KeyDirectory
 from bftconsensus._errors import DecodeError
-from bftconsensus._pb.bftconsensus import v1 as pb
 from bftconsensus._wire import open_signed
 
 __all__ = [

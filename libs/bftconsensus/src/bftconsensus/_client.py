@@ -1,15 +1,24 @@
-"""The client side of PBFT: sign a request, send it to every replica, accept f+1 matching replies."""
+"""The client side of PBFT: sign a request, send it to the primary (to every replica when it has
+to retransmit), accept f+1 matching replies."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bftconsensus import _messages as pb
 from bftconsensus._actions import Action, Send, SetTimer
-from bftconsensus._certs import faults_tolerated
+from bftconsensus._certs import faults_tolerated, primary_of
 from bftconsensus._crypto import KeyDirectory, Signer
 from bftconsensus._errors import BftConsensusError, ConfigError, DecodeError
-from bftconsensus._pb.bftconsensus import v1 as pb
-from bftconsensus._wire import DEFAULT_LIMITS, Kind, WireLimits, decode_frame, open_signed, seal
+from bftconsensus._wire import (
+    DEFAULT_LIMITS,
+    Kind,
+    WireLimits,
+    decode_frame,
+    open_signed,
+    open_unsigned,
+    seal,
+)
 
 __all__ = ["Client"]
 
@@ -19,7 +28,14 @@ class Client:
     a client's timestamps to execute in order). Use several clients for concurrency.
 
     f+1 matching replies prove the result: at least one of them is from an honest replica, and an
-    honest replica replies only after the request committed.
+    honest replica replies only after the request committed. Each reply must come from the replica
+    it names over a channel that authenticates that replica (``src``); a signed reply is verified
+    too, and ``require_signed_replies`` refuses unsigned ones (for replicas configured with
+    ``sign_replies``).
+
+    As in PBFT, a request goes first to the primary of the latest view the client learned from
+    replies; a retransmission goes to every replica, so backups see it and, if the primary is
+    faulty, their timers start the view change that replaces it.
     """
 
     def __init__(
@@ -31,6 +47,7 @@ class Client:
         retransmit: float = 1.0,
         first_timestamp: int = 1,
         limits: WireLimits = DEFAULT_LIMITS,
+        require_signed_replies: bool = False,
     ) -> None:
         if not replicas:
             raise ConfigError("Client.replicas must name at least one replica")
@@ -41,9 +58,11 @@ class Client:
         self.replicas = tuple(replicas)
         self.retransmit = retransmit
         self.limits = limits
+        self.require_signed_replies = require_signed_replies
         self.timestamp = first_timestamp - 1
+        self.view = 0  # the latest view f+1 replicas vouched for: its primary gets requests first
         self._frame: bytes | None = None
-        self._replies: dict[bytes, set[str]] = {}
+        self._replies: dict[bytes, dict[str, int]] = {}
         self.result: bytes | None = None
         self.completed: list[tuple[int, bytes]] = []
 
@@ -67,7 +86,8 @@ class Client:
             self.signer, Kind.CLIENT_REQUEST, pb.ClientRequest(self.signer.node_id, self.timestamp, operation)
         )
         self._frame = bytes(env)
-        return self._send_all()
+        primary = primary_of(self.replicas, self.view)
+        return [Send(primary, self._frame), SetTimer("retransmit", self.retransmit)]
 
     def _send_all(self) -> list[Action]:
         assert self._frame is not None
@@ -80,14 +100,19 @@ class Client:
             env = decode_frame(frame, self.limits)
             if env.signer != src or src not in self.replicas:
                 return []
-            reply = open_signed(self.keys, env, pb.Reply, self.limits)
+            if env.signature or self.require_signed_replies:
+                reply = open_signed(self.keys, env, pb.Reply, self.limits)
+            else:
+                reply = open_unsigned(env, pb.Reply, self.limits)
         except DecodeError:
             return []
         if reply.client != self.signer.node_id or reply.timestamp != self.timestamp or reply.replica != src:
             return []
-        who = self._replies.setdefault(reply.result, set())
-        who.add(src)
+        who = self._replies.setdefault(reply.result, {})
+        who[src] = reply.view
         if len(who) >= self.f + 1:
+            # At least one of f+1 is honest, so some honest replica is in a view >= the smallest.
+            self.view = max(self.view, min(who.values()))
             self.result = reply.result
             self.completed.append((self.timestamp, reply.result))
             self._frame = None

@@ -12,11 +12,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 
+from bftconsensus import _messages as pb
 from bftconsensus._actions import Action, CancelTimer, Send, SetTimer
 from bftconsensus._crypto import KeyDirectory, Signer
 from bftconsensus._errors import ConfigError, DecodeError, NoMajorityError
 from bftconsensus._evidence import AttemptRecord, analyse_attempt, votes_needed
-from bftconsensus._pb.bftconsensus import v1 as pb
 from bftconsensus._quorum import MajorityRule, QuorumConfig, select_quorum
 from bftconsensus._verdict import Verdict, build_verdict
 from bftconsensus._wire import DEFAULT_LIMITS, Kind, WireLimits, decode_frame, open_signed, seal

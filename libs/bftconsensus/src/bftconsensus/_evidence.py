@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import attrs
 
+from bftconsensus import _messages as pb
 from bftconsensus._crypto import KeyDirectory
 from bftconsensus._errors import DecodeError, VerificationError
-from bftconsensus._pb.bftconsensus import v1 as pb
 from bftconsensus._quorum import MajorityRule, required_votes
 from bftconsensus._wire import open_signed
 

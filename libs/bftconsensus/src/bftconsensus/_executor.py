@@ -6,11 +6,11 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
+from bftconsensus import _messages as pb
 from bftconsensus._actions import Action, Send
 from bftconsensus._crypto import KeyDirectory, Signer
 from bftconsensus._errors import DecodeError, UnknownFunctionError
 from bftconsensus._evidence import commit_digest
-from bftconsensus._pb.bftconsensus import v1 as pb
 from bftconsensus._wire import DEFAULT_LIMITS, Kind, WireLimits, decode_frame, open_signed, seal
 
 __all__ = ["Executor", "DeterministicFunction"]

@@ -6,11 +6,11 @@ import heapq
 from collections import deque
 from collections.abc import Mapping, Sequence
 
+from bftconsensus import _messages as pb
 from bftconsensus._actions import CancelTimer, Send, SetTimer
 from bftconsensus._coordinator import QuorumRun
 from bftconsensus._crypto import KeyDirectory, Signer
 from bftconsensus._executor import Executor
-from bftconsensus._pb.bftconsensus import v1 as pb
 from bftconsensus._quorum import QuorumConfig
 from bftconsensus._verdict import Verdict
 from bftconsensus._wire import Kind, seal

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 
+from bftconsensus import _messages as pb
 from bftconsensus._actions import Action, CancelTimer, Send, SetTimer
 from bftconsensus._certs import check_checkpoint_proof, check_view_change, new_view_plan, primary_of
-from bftconsensus._pb.bftconsensus import v1 as pb
 from bftconsensus._replica_core import ReplicaCore
 from bftconsensus._wire import Kind, open_signed, seal
 

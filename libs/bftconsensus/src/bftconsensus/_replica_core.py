@@ -11,6 +11,7 @@ import abc
 from collections import OrderedDict
 from collections.abc import Container
 
+from bftconsensus import _messages as pb
 from bftconsensus._actions import Action, CancelTimer, Send, SetTimer
 from bftconsensus._certs import (
     batch_digest,
@@ -20,7 +21,6 @@ from bftconsensus._certs import (
 )
 from bftconsensus._crypto import KeyDirectory, Signer
 from bftconsensus._errors import DecodeError
-from bftconsensus._pb.bftconsensus import v1 as pb
 from bftconsensus._smr import RECONFIGURE_PREFIX, ReplicaConfig, StateMachine
 from bftconsensus._wire import DEFAULT_LIMITS, Kind, WireLimits, decode_frame, open_signed, seal
 
@@ -363,9 +363,11 @@ class ReplicaCore(abc.ABC):
         return actions
 
     def _reply(self, client: str, ts: int, result: bytes) -> Send:
-        env = seal(
-            self.signer, Kind.REPLY, pb.Reply(self.view, ts, client, self.me, self.reply_result(result))
-        )
+        reply = pb.Reply(self.view, ts, client, self.me, self.reply_result(result))
+        if self.config.sign_replies:
+            env = seal(self.signer, Kind.REPLY, reply)
+        else:  # authenticated by the channel to the client (see ReplicaConfig.sign_replies)
+            env = pb.Signed(int(Kind.REPLY), bytes(reply), self.me)
         return Send(client, bytes(env))
 
     def reply_result(self, result: bytes) -> bytes:

@@ -40,6 +40,7 @@ _CONFIG_FIELDS = {
     "max_inflight",
     "view_change_timeout",
     "state_retry",
+    "sign_replies",
 }
 
 

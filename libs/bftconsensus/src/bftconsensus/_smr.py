@@ -91,6 +91,10 @@ class ReplicaConfig:
     view_change_timeout: float = 2.0
     state_retry: float = 1.0
     history_limit: int = 100_000  # executed (seq, digest) pairs kept for inspection
+    # Replies are authenticated by the channel (meshnet mutual TLS), as PBFT authenticates them
+    # with MACs: a client needs f+1 matching replies from distinct replicas, not transferable
+    # proof. True signs every reply too (Ed25519; ~4x the signing work per request).
+    sign_replies: bool = False
     admins: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)  # may reconfigure
 
     def __attrs_post_init__(self) -> None:

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 import attrs
 
+from bftconsensus import _messages as pb
 from bftconsensus._crypto import KeyDirectory, Signer
 from bftconsensus._errors import DecodeError, VerificationError
 from bftconsensus._evidence import AttemptOutcome, AttemptRecord, Evidence, EvidenceKind, analyse_attempt
-from bftconsensus._pb.bftconsensus import v1 as pb
 from bftconsensus._quorum import MajorityRule, QuorumConfig, select_quorum
 from bftconsensus._wire import DEFAULT_LIMITS, Kind, WireLimits, decode_frame, open_signed, seal
 

@@ -1,8 +1,8 @@
 """Bounded encoding and decoding of the wire messages in ``protos/bftconsensus.proto``.
 
-Every frame is a ``Signed`` envelope. Decoding checks the frame length before parsing, wraps any
-parser failure into :class:`DecodeError`, then checks every string, bytes and repeated field
-against :class:`WireLimits`; opening an envelope also checks its kind and signature.
+Every frame is a ``Signed`` envelope. Decoding checks the frame length before parsing and every
+string, bytes and repeated field against :class:`WireLimits` while parsing (see
+:mod:`bftconsensus._messages`); opening an envelope also checks its kind and signature.
 """
 
 from __future__ import annotations
@@ -10,16 +10,24 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections import OrderedDict
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import attrs
-import betterproto
 
+from bftconsensus import _messages as pb
 from bftconsensus._crypto import KeyDirectory, Signer, signing_payload, verify
 from bftconsensus._errors import DecodeError
-from bftconsensus._pb.bftconsensus import v1 as pb
 
-__all__ = ["Kind", "WireLimits", "seal", "decode_frame", "open_signed", "check_bounds", "DEFAULT_LIMITS"]
+__all__ = [
+    "Kind",
+    "WireLimits",
+    "seal",
+    "decode_frame",
+    "open_signed",
+    "open_unsigned",
+    "check_bounds",
+    "DEFAULT_LIMITS",
+]
 
 
 class Kind(enum.IntEnum):
@@ -43,7 +51,7 @@ class Kind(enum.IntEnum):
     STATE_RESPONSE = 19
 
 
-_BODY: dict[Kind, type[betterproto.Message]] = {
+_BODY: dict[Kind, type[pb.Message]] = {
     Kind.OPERATION: pb.Operation,
     Kind.EXECUTE_REQUEST: pb.ExecuteRequest,
     Kind.COMMIT: pb.Commit,
@@ -74,14 +82,28 @@ class WireLimits:
 
 DEFAULT_LIMITS = WireLimits()
 
-M = TypeVar("M", bound=betterproto.Message)
+M = TypeVar("M", bound=pb.Message)
 K = TypeVar("K")
 V = TypeVar("V")
 
+_PARSE_LIMITS: dict[WireLimits, pb.Limits] = {}
 
-def check_bounds(msg: betterproto.Message, limits: WireLimits, path: str = "") -> None:
-    """Reject any string, bytes or repeated field of ``msg`` (recursively) beyond ``limits``."""
-    for field in dataclasses.fields(msg):  # type: ignore[arg-type]  # betterproto messages are dataclasses
+
+def _parse_limits(limits: WireLimits) -> pb.Limits:
+    out = _PARSE_LIMITS.get(limits)
+    if out is None:
+        out = _PARSE_LIMITS[limits] = pb.Limits(
+            limits.max_frame_bytes, limits.max_string_chars, limits.max_repeated
+        )
+    return out
+
+
+def check_bounds(msg: pb.Message, limits: WireLimits, path: str = "") -> None:
+    """Reject any string, bytes or repeated field of ``msg`` (recursively) beyond ``limits``.
+
+    Decoding already enforces these while it parses; this re-checks a message built in memory.
+    """
+    for field in dataclasses.fields(msg):  # type: ignore[arg-type]  # our messages are dataclasses
         value = getattr(msg, field.name)
         where = f"{path}{field.name}"
         if isinstance(value, str):
@@ -94,13 +116,13 @@ def check_bounds(msg: betterproto.Message, limits: WireLimits, path: str = "") -
             if len(value) > limits.max_repeated:
                 raise DecodeError(f"field {where} repeats {len(value)} times, at most {limits.max_repeated}")
             for i, item in enumerate(value):
-                if isinstance(item, betterproto.Message):
+                if isinstance(item, pb.Message):
                     check_bounds(item, limits, f"{where}[{i}].")
                 elif isinstance(item, str) and len(item) > limits.max_string_chars:
                     raise DecodeError(
                         f"field {where}[{i}] has {len(item)} chars, at most {limits.max_string_chars}"
                     )
-        elif isinstance(value, betterproto.Message):
+        elif isinstance(value, pb.Message):
             check_bounds(value, limits, f"{where}.")
 
 
@@ -108,14 +130,12 @@ def _parse(cls: type[M], data: bytes, limits: WireLimits, what: str) -> M:
     if len(data) > limits.max_frame_bytes:
         raise DecodeError(f"{what} is {len(data)} bytes, at most {limits.max_frame_bytes}")
     try:
-        msg = cls().parse(data)
-    except Exception as exc:  # the parser raises many types on garbage; all mean "malformed"
-        raise DecodeError(f"{what} is not a valid {cls.__name__}: {type(exc).__name__}") from exc
-    check_bounds(msg, limits, f"{cls.__name__}.")
-    return msg
+        return cls().parse(data, _parse_limits(limits))
+    except DecodeError as exc:
+        raise DecodeError(f"{what} is not a valid {cls.__name__}: {exc}") from None
 
 
-def seal(signer: Signer, kind: Kind, body: betterproto.Message) -> pb.Signed:
+def seal(signer: Signer, kind: Kind, body: pb.Message) -> pb.Signed:
     """Encode ``body`` and sign it as ``kind`` by ``signer``."""
     raw = bytes(body)
     sig = signer.sign(signing_payload(int(kind), signer.node_id, raw))
@@ -127,7 +147,7 @@ def seal(signer: Signer, kind: Kind, body: betterproto.Message) -> pb.Signed:
 # new-view; verifying once is what PBFT implementations do too. Entries are never mutated.
 _CACHE_ENTRIES = 16384
 _CACHE_MAX_BYTES = 64 * 1024
-_opened: OrderedDict[tuple[object, ...], betterproto.Message] = OrderedDict()
+_opened: OrderedDict[tuple[object, ...], pb.Message] = OrderedDict()
 _frames: OrderedDict[tuple[bytes, WireLimits], pb.Signed] = OrderedDict()
 
 
@@ -179,11 +199,28 @@ def open_signed(
     verify(keys, int(kind), env.signer, env.body, env.signature)
     msg = _parse(expected, env.body, limits, kind.name.lower())
     if small:
-        _remember(_opened, key, cast(betterproto.Message, msg))
+        entry: pb.Message = msg
+        _remember(_opened, key, entry)
     return msg
 
 
-def body_kind(cls: type[betterproto.Message]) -> Kind:
+def open_unsigned(env: pb.Signed, expected: type[M], limits: WireLimits = DEFAULT_LIMITS) -> M:
+    """Decode a message that the channel it arrived on authenticates (no signature to check).
+
+    Only for messages that are never relayed or kept as evidence (PBFT authenticates these with
+    MACs; the meshnet mutual TLS stream that carried it does the same here): the caller must have
+    checked that ``env.signer`` is the authenticated peer that sent it.
+    """
+    try:
+        kind = Kind(env.kind)
+    except ValueError:
+        raise DecodeError(f"message kind {env.kind} is unknown") from None
+    if _BODY[kind] is not expected:
+        raise DecodeError(f"expected a {expected.__name__}, got kind {kind.name}")
+    return _parse(expected, env.body, limits, kind.name.lower())
+
+
+def body_kind(cls: type[pb.Message]) -> Kind:
     """The kind under which messages of ``cls`` are signed."""
     for kind, c in _BODY.items():
         if c is cls:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib.util
 import json
 import re
@@ -35,6 +36,7 @@ from ._volume import Volume
 
 __all__ = ["main", "parse_size"]
 
+_GC_THRESHOLDS = (50_000, 20, 100)
 _SIZE = re.compile(r"(\d+)([KMGT]?)(i?B?)?", re.IGNORECASE)
 
 
@@ -60,7 +62,23 @@ def _backend_options() -> dict[str, bool]:
 
 
 def _ready(**ports: int) -> None:
+    _tune_gc()
     print(json.dumps(ports), flush=True)
+
+
+def _tune_gc() -> None:
+    """Keep the cyclic collector off the I/O path of a serving process.
+
+    Every request allocates a few short-lived objects, which made the default thresholds run a
+    young-generation collection every few hundred requests and a full one (traversing everything
+    the process holds) often enough to take ~15-20% of the front end's CPU under 4k I/O. Objects
+    alive once the process is ready (modules, the volume, its placement) are frozen out of every
+    collection; the young generation is collected less often. Reference cycles are still
+    collected, just in larger batches.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
 
 
 def _credentials(args: argparse.Namespace) -> MeshCredentials | None:
