@@ -6,7 +6,10 @@ the same fio job through fio's ``ioengine=nbd`` (there is no NBD kernel module h
 
 * replicas=1: one local sparse-file replica in the serving process;
 * replicas=3: three ``python -m blockstore node`` processes on loopback, replication over meshnet
-  (mutual TLS 1.3), writes acknowledged after all three (policy ack=all, min_replicas=2).
+  (mutual TLS 1.3), writes acknowledged after all three (policy ack=all, min_replicas=2);
+* replicas=3 (1 local + 2 remote): the realistic deployment where every host runs both roles: the
+  NBD server holds one of the three replicas itself (``--local-node``, reads served from it, as
+  DRBD's primary reads its own disk) and two storage node processes hold the others; same policy.
 
 Shapes (kbench): 4k random read/write IOPS at iodepth 64, 128k sequential read/write bandwidth at
 iodepth 64, 4k random read/write latency at iodepth 1. Runtimes are shortened (ramp 1 s, run 3 s)
@@ -140,21 +143,36 @@ def comparisons(stack: contextlib.ExitStack) -> list[Comparison]:
         port = _spawn(stack, ["node", "--dir", str(tmp / f"node{i}"), *key])
         node_args += ["--node", f"n{i}=127.0.0.1:{port}"]
     triple = _spawn(stack, ["serve", "--size", SIZE, "--replicas", "3", *node_args, *key])
-    ours = {1: f"nbd://127.0.0.1:{single}/disk", 3: f"nbd://127.0.0.1:{triple}/disk"}
+    # The serving host also holds one replica (each host runs both): node n0 is replaced by a
+    # replica inside the NBD server; n1 and n2 stay remote storage node processes.
+    colocated = _spawn(
+        stack,
+        [
+            *("serve", "--size", SIZE, "--replicas", "3"),
+            *("--local-node", f"n0={tmp / 'colocated-n0'}"),
+            *node_args[2:],
+            *key,
+        ],
+    )
+    ours = {
+        "replicas=1": f"nbd://127.0.0.1:{single}/disk",
+        "replicas=3": f"nbd://127.0.0.1:{triple}/disk",
+        "replicas=3 (1 local + 2 remote)": f"nbd://127.0.0.1:{colocated}/disk",
+    }
 
     for uri in (peer_uri, *ours.values()):  # pre-fill the working set so reads return data
         fio(uri, "write", "1m", 8, "bw", time_based=False)
 
     out: list[Comparison] = []
-    for replicas, uri in ours.items():
+    for config, uri in ours.items():
         for shape in SHAPES:
             label, _rw, _bs, _qd, _metric, unit, higher = shape
             out.append(
                 Comparison(
-                    name=f"blockstore NBD {label}, replicas={replicas}",
+                    name=f"blockstore NBD {label}, {config}",
                     unit=unit,
                     higher_is_better=higher,
-                    ours=_trial(f"blockstore replicas={replicas}", uri, shape),
+                    ours=_trial(f"blockstore {config}", uri, shape),
                     peer=_trial("nbdkit memory", peer_uri, shape),
                     repetitions=3,
                     note="fio ioengine=nbd; kbench shapes, ramp 1 s / run 3 s",

@@ -82,6 +82,33 @@ async def test_large_frames_up_to_the_limit_pass_and_above_it_are_refused_by_the
             await stream.send(big + b"x")
 
 
+async def test_send_many_delivers_exactly_the_frames_of_separate_sends(
+    net_a: meshnet.NetworkIdentity, member: Member, metrics: meshnet.MeshnetMetrics
+) -> None:
+    server_creds, client_creds = member(net_a), member(net_a)
+    got: list[bytes] = []
+    done = anyio.Event()
+    # small frames that get packed together, empty ones, and large ones sent as their own pieces
+    frames = [b"", b"a", secrets.token_bytes(70_000), *(b"%d" % i for i in range(500)), b"", b"z" * 65_536]
+
+    async def collect(stream: meshnet.FramedStream) -> None:
+        async for frame in stream:
+            got.append(frame)
+            if len(got) == len(frames):
+                done.set()
+
+    async with (
+        meshnet.MeshServer(server_creds, collect, metrics=metrics) as server,
+        await meshnet.connect(client_creds, "127.0.0.1", server.port) as stream,
+    ):
+        await stream.send_many(frames)
+        with anyio.fail_after(10):
+            await done.wait()
+        assert got == frames
+        with pytest.raises(meshnet.FrameTooLargeError):
+            await stream.send_many([b"ok", b"x" * (stream.max_frame_size + 1)])
+
+
 async def test_node_of_another_network_is_refused_by_its_own_tls_check(
     net_a: meshnet.NetworkIdentity,
     net_b: meshnet.NetworkIdentity,

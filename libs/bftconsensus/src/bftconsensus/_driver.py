@@ -34,23 +34,47 @@ _QUEUE = 4096
 _LINK_ERRORS = (MeshnetError, OSError, ssl.SSLError, anyio.EndOfStream, anyio.BrokenResourceError)
 
 
-class _Outbox:
-    """One dialled connection per peer, fed by a bounded queue; full or unreachable means drop."""
+class _Queue:
+    """A bounded queue of frames for one peer; full means drop (PBFT tolerates the loss)."""
 
-    def __init__(self, creds: MeshCredentials, node: str, host: str, port: int) -> None:
-        self.creds, self.node, self.host, self.port = creds, node, host, port
+    def __init__(self) -> None:
         send, recv = anyio.create_memory_object_stream[bytes](_QUEUE)
         self.send: MemoryObjectSendStream[bytes] = send
         self.recv: MemoryObjectReceiveStream[bytes] = recv
 
     def put(self, frame: bytes) -> None:
-        with contextlib.suppress(anyio.WouldBlock):  # peer too slow or down: PBFT tolerates the loss
+        with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
             self.send.send_nowait(frame)
+
+    def drain(self, first: bytes) -> list[bytes]:
+        """``first`` plus every frame already queued behind it: sent together in one write."""
+        frames = [first]
+        while len(frames) < _QUEUE:
+            try:
+                frames.append(self.recv.receive_nowait())
+            except anyio.WouldBlock:
+                break
+        return frames
+
+    async def pump(self, stream: FramedStream) -> None:
+        """Write queued frames to ``stream`` until it breaks (then return)."""
+        with contextlib.suppress(*_LINK_ERRORS):
+            async for frame in self.recv:
+                await stream.send_many(self.drain(frame))
+
+
+class _Outbox(_Queue):
+    """One dialled connection per peer replica, fed by a bounded queue."""
+
+    def __init__(self, creds: MeshCredentials, node: str, host: str, port: int) -> None:
+        super().__init__()
+        self.creds, self.node, self.host, self.port = creds, node, host, port
 
     async def run(self) -> None:
         stream: FramedStream | None = None
         retry_at = 0.0
         async for frame in self.recv:
+            frames = self.drain(frame)
             if stream is None:
                 if anyio.current_time() < retry_at:
                     continue
@@ -61,7 +85,7 @@ class _Outbox:
                     retry_at = anyio.current_time() + 0.2
                     continue
             try:
-                await stream.send(frame)
+                await stream.send_many(frames)
             except _LINK_ERRORS:
                 stream = None
 
@@ -92,7 +116,7 @@ class ReplicaService:
         self.creds = creds
         self.host, self._port = host, port
         self._out = {n: _Outbox(creds, n, h, p) for n, (h, p) in addresses.items() if n != replica.me}
-        self._clients: dict[str, FramedStream] = {}
+        self._clients: dict[str, _Queue] = {}
         self._timers: dict[str, anyio.CancelScope] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._server: MeshServer | None = None
@@ -126,17 +150,21 @@ class ReplicaService:
 
     async def _handle(self, stream: FramedStream) -> None:
         src = stream.peer.node_id
-        is_client = src not in self.replica.members
-        if is_client:
-            self._clients[src] = stream
-        try:
-            async for frame in stream:
-                self._dispatch(self.replica.receive(src, frame))
-        except _LINK_ERRORS:
-            pass
-        finally:
-            if self._clients.get(src) is stream:
-                del self._clients[src]
+        queue: _Queue | None = None
+        async with anyio.create_task_group() as tg:
+            if src not in self.replica.members:  # a client: replies go back on this stream
+                queue = self._clients[src] = _Queue()
+                tg.start_soon(queue.pump, stream)
+            try:
+                async for frame in stream:
+                    self._dispatch(self.replica.receive(src, frame))
+            except _LINK_ERRORS:
+                pass
+            finally:
+                if queue is not None:
+                    if self._clients.get(src) is queue:
+                        del self._clients[src]
+                    queue.send.close()
 
     def _dispatch(self, actions: Sequence[Action]) -> None:
         assert self._tg is not None
@@ -146,11 +174,9 @@ class ReplicaService:
             self._view = self.replica.view
         for a in actions:
             if isinstance(a, Send):
-                box = self._out.get(a.dst)
+                box = self._out.get(a.dst) or self._clients.get(a.dst)
                 if box is not None:
                     box.put(a.frame)
-                elif a.dst in self._clients:
-                    self._tg.start_soon(self._reply, self._clients[a.dst], a.frame)
             elif isinstance(a, SetTimer):
                 old = self._timers.pop(a.tag, None)
                 if old is not None:
@@ -162,10 +188,6 @@ class ReplicaService:
                 old = self._timers.pop(a.tag, None)
                 if old is not None:
                     old.cancel()
-
-    async def _reply(self, stream: FramedStream, frame: bytes) -> None:
-        with contextlib.suppress(*_LINK_ERRORS):
-            await stream.send(frame)
 
     async def _timer(self, tag: str, delay: float, scope: anyio.CancelScope) -> None:
         with scope:
@@ -187,7 +209,7 @@ class ClusterClient:
         self.client = client
         self.creds = creds
         self.addresses = dict(addresses)
-        self._streams: dict[str, FramedStream] = {}
+        self._streams: dict[str, _Queue] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._done = anyio.Event()
         self._changed = anyio.Event()
@@ -215,16 +237,20 @@ class ClusterClient:
             except (*_LINK_ERRORS, TimeoutError):
                 await anyio.sleep(0.2)
                 continue
-            self._streams[node] = stream
+            queue = self._streams[node] = _Queue()
             self._changed.set()
             self._changed = anyio.Event()
-            try:
-                async for frame in stream:
-                    self._apply(self.client.receive(node, frame))
-            except _LINK_ERRORS:
-                pass
-            finally:
-                self._streams.pop(node, None)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(queue.pump, stream)
+                try:
+                    async for frame in stream:
+                        self._apply(self.client.receive(node, frame))
+                except _LINK_ERRORS:
+                    pass
+                finally:
+                    self._streams.pop(node, None)
+                    queue.send.close()
+                    await stream.aclose()
             await anyio.sleep(0.1)
 
     async def wait_connected(self, count: int | None = None) -> None:
@@ -237,15 +263,11 @@ class ClusterClient:
         assert self._tg is not None
         for a in actions:
             if isinstance(a, Send):
-                stream = self._streams.get(a.dst)
-                if stream is not None:
-                    self._tg.start_soon(self._send, stream, a.frame)
+                queue = self._streams.get(a.dst)
+                if queue is not None:
+                    queue.put(a.frame)
         if not self.client.busy:
             self._done.set()
-
-    async def _send(self, stream: FramedStream, frame: bytes) -> None:
-        with contextlib.suppress(*_LINK_ERRORS):
-            await stream.send(frame)
 
     async def call(self, operation: bytes) -> bytes:
         """Order ``operation`` and return its result once f+1 replicas agree on it.

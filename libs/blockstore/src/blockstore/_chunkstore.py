@@ -19,6 +19,7 @@ import errno
 import os
 import struct
 from array import array
+from collections.abc import Iterable
 from pathlib import Path
 
 from ._errors import ConfigError, OutOfRangeError
@@ -97,6 +98,30 @@ class ChunkStore:
         os.pwrite(self._data, data, first_block * self.block_size)
         os.pwrite(self._records, records, first_block * RECORD_SIZE)
         self._set_generation(chunk, generation)
+
+    def write_many(self, entries: Iterable[tuple[int, int, int, bytes, bytes]]) -> None:
+        """Apply ``(first_block, chunk, generation, data, records)`` writes in order.
+
+        Same result as :meth:`write` on each, with each touched chunk's generation stored once
+        (its last value) instead of once per write: one ``pwrite`` fewer per coalesced write.
+        Entries before a bad one are applied; the bad one raises (the caller fails the batch).
+        """
+        bs = self.block_size
+        touched: dict[int, int] = {}
+        try:
+            for first_block, chunk, generation, data, records in entries:
+                count = len(data) // bs
+                if not count or len(data) != count * bs or len(records) != count * RECORD_SIZE:
+                    raise OutOfRangeError("data/records length does not match a whole number of blocks")
+                self._check(first_block, count)
+                if not 0 <= chunk < self.chunks:
+                    raise OutOfRangeError(f"chunk {chunk} outside 0..{self.chunks}")
+                os.pwrite(self._data, data, first_block * bs)
+                os.pwrite(self._records, records, first_block * RECORD_SIZE)
+                touched[chunk] = generation
+        finally:
+            for chunk, generation in touched.items():
+                self._set_generation(chunk, generation)
 
     def zero(self, first_block: int, count: int, chunk: int, generation: int) -> None:
         """Trim / write-zeroes: records cleared (reads return zeros), data space given back."""

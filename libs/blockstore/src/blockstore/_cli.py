@@ -3,6 +3,7 @@
     python -m blockstore node --dir /var/lib/blockstore --port 7400
     python -m blockstore serve --name disk --size 1G --node a=10.0.0.1:7400 --node b=... --port 10809
     python -m blockstore serve --name disk --size 1G --local /tmp/disk --replicas 1
+    python -m blockstore serve --name disk --size 1G --local-node a=/var/lib/blockstore/a --node b=...
 
 Each prints one JSON line with the bound port(s) once it is ready, then serves until killed.
 Bad arguments print one line naming the argument and exit with status 2, never a traceback.
@@ -53,6 +54,13 @@ def _node_arg(text: str) -> tuple[str, str, int, str]:
     if not m:
         raise argparse.ArgumentTypeError(f"--node {text!r}: expected id=host:port[@failure-domain]")
     return m.group(1), m.group(2), int(m.group(3)), m.group(4) or ""
+
+
+def _local_node_arg(text: str) -> tuple[str, str]:
+    m = re.fullmatch(r"([^=]+)=(.+)", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"--local-node {text!r}: expected id=directory")
+    return m.group(1), m.group(2)
 
 
 def _backend_options() -> dict[str, bool]:
@@ -127,7 +135,16 @@ async def _run_serve(args: argparse.Namespace) -> None:
                     node_id, Path(args.local) / node_id, spec.size, spec.block_size, spec.chunk_size
                 )
                 nodes.append(StorageNodeInfo(node_id))
+        for node_id, directory in args.local_node:
+            if node_id in replicas:
+                raise ConfigError(f"--local-node {node_id}: node id given twice")
+            replicas[node_id] = LocalReplica(
+                node_id, Path(directory), spec.size, spec.block_size, spec.chunk_size
+            )
+            nodes.append(StorageNodeInfo(node_id))
         for node_id, host, port, domain in args.node:
+            if node_id in replicas:
+                raise ConfigError(f"--node {node_id}: node id given twice")
             replicas[node_id] = await stack.enter_async_context(
                 RemoteReplica(node_id, host, port, spec, credentials=credentials)
             )
@@ -159,6 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--ack", choices=("all", "quorum"), default="all")
     serve.add_argument("--node", type=_node_arg, action="append", default=[])
     serve.add_argument("--local", help="keep replicas in this local directory instead of on nodes")
+    serve.add_argument(
+        "--local-node",
+        type=_local_node_arg,
+        action="append",
+        default=[],
+        help="id=DIR: one replica in this process, placed like a storage node with that id "
+        "(a host that runs both; reads of its chunks are served locally)",
+    )
     serve.add_argument("--key-file", help="32-byte AES-256 key: encrypt the volume at rest")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0)
@@ -171,8 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "node":
             anyio.run(_run_node, args, backend_options=_backend_options())
         else:
-            if not args.local and not args.node:
-                parser.error("serve: give --local DIR or at least one --node id=host:port")
+            if not args.local and not args.node and not args.local_node:
+                parser.error("serve: give --local DIR, --local-node id=DIR or --node id=host:port")
             anyio.run(_run_serve, args, backend_options=_backend_options())
     except (BlockstoreError, MeshnetError, OSError) as exc:
         print(f"blockstore: {exc}", file=sys.stderr)

@@ -25,9 +25,11 @@ class InflightWrite:
     ``on_failure(node_id)`` takes a replica that failed (or timed out) out of the write set;
     ``release()`` is called exactly once, when every target answered or timed out (the volume
     leaves the chunk's shared gate then, so an exclusive copy can never overtake this write).
+    Whoever needs the outcome either awaits :meth:`wait` or registers :meth:`on_decided` (a
+    callback costs no task: the NBD server answers most writes straight from it).
     """
 
-    __slots__ = ("_decided", "_drained", "_on_failure", "_release", "pending", "round")
+    __slots__ = ("_decided", "_listeners", "_on_failure", "_release", "pending", "round")
 
     def __init__(
         self,
@@ -40,7 +42,7 @@ class InflightWrite:
         self._on_failure = on_failure
         self._release = release
         self._decided: anyio.Event | None = None
-        self._drained: anyio.Event | None = None
+        self._listeners: list[Callable[[], None]] | None = None
 
     def track(self, node_id: str, completion: Completion) -> None:
         """Settle ``node_id`` now if its completion is done, else when it finishes."""
@@ -65,10 +67,13 @@ class InflightWrite:
         outcome = self._settle_result(node_id, error)
         if not self.pending:
             self._release()
-            if self._drained is not None:
-                self._drained.set()
-        if self._decided is not None and (outcome is not RoundOutcome.PENDING or not self.pending):
-            self._decided.set()
+        if outcome is not RoundOutcome.PENDING or not self.pending:
+            if self._decided is not None:
+                self._decided.set()
+            listeners, self._listeners = self._listeners, None
+            if listeners:
+                for listener in listeners:
+                    listener()
 
     def settled_now(self) -> bool:
         """True when nothing is pending (the gate is then released here)."""
@@ -76,6 +81,18 @@ class InflightWrite:
             return False
         self._release()
         return True
+
+    def decided(self) -> bool:
+        return self.round.outcome is not RoundOutcome.PENDING
+
+    def on_decided(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` once the round is decided (now, if it already is)."""
+        if self.round.outcome is not RoundOutcome.PENDING:
+            listener()
+            return
+        if self._listeners is None:
+            self._listeners = []
+        self._listeners.append(listener)
 
     def expire(self) -> None:
         """Every target still pending has timed out."""

@@ -207,6 +207,8 @@ class _Ticket(Protocol):
 
     async def wait(self) -> None: ...
 
+    def add_done_callback(self, callback: Callable[[], None]) -> None: ...
+
 
 def _error_reply(conn: NbdServerConnection, req: NbdRequest, server: NbdServer, exc: Exception) -> bytes:
     server.requests_failed += 1
@@ -215,37 +217,53 @@ def _error_reply(conn: NbdServerConnection, req: NbdRequest, server: NbdServer, 
     return conn.reply(req.handle, p.EIO, f"internal error: {type(exc).__name__}")
 
 
-async def _finish_write(
-    ticket: _Ticket, conn: NbdServerConnection, req: NbdRequest, outbox: _Outbox, server: NbdServer
-) -> None:
-    try:
-        await ticket.wait()
-        out = conn.reply(req.handle)
-    except Exception as exc:  # never let one request kill the connection or the server
-        out = _error_reply(conn, req, server, exc)
-    outbox.put(out)
-
-
 class _FastPath:
     """A device's synchronous shortcuts (``read_now`` / ``begin_write``), when it has them.
 
     :class:`blockstore.Volume` serves a read without yielding when all it needs is in this
     process, and submits a write to its replicas without yielding. Doing both inline in the
     reader loop, and answering all requests of one received batch in one write, removes the
-    per-request task switches that dominated the profile; only the wait for remote replicas'
-    acknowledgements goes to a worker.
+    per-request task switches that dominated the profile. A write still waiting for remote
+    replicas is answered from the volume's completion callback (no task per write either);
+    ``unanswered`` counts those, so the connection does not end before they are answered.
     """
 
-    __slots__ = ("begin_write", "read_now")
+    __slots__ = ("_drained", "begin_write", "read_now", "unanswered")
 
     def __init__(self, device: BlockDevice) -> None:
         self.read_now: Callable[[int, int], bytes | None] | None = getattr(device, "read_now", None)
         self.begin_write: Callable[..., _Ticket | None] | None = getattr(device, "begin_write", None)
+        self.unanswered = 0
+        self._drained: anyio.Event | None = None
+
+    def _answer_later(
+        self, ticket: _Ticket, conn: NbdServerConnection, req: NbdRequest, outbox: _Outbox, server: NbdServer
+    ) -> None:
+        self.unanswered += 1
+
+        def answer() -> None:
+            try:
+                ticket.result()
+                out = conn.reply(req.handle)
+            except Exception as exc:  # never let one request kill the connection or the server
+                out = _error_reply(conn, req, server, exc)
+            outbox.put(out)
+            self.unanswered -= 1
+            if not self.unanswered and self._drained is not None:
+                self._drained.set()
+
+        ticket.add_done_callback(answer)
+
+    async def drain(self) -> None:
+        """Until every write answered from a callback has been answered."""
+        while self.unanswered:
+            self._drained = anyio.Event()
+            await self._drained.wait()
 
     def serve(
         self, conn: NbdServerConnection, req: NbdRequest, outbox: _Outbox, server: NbdServer
-    ) -> bytes | Callable[[], Awaitable[None]] | None:
-        """The reply, a job that will put it, or None when the request needs the plain async path."""
+    ) -> bytes | None:
+        """The reply; ``b""`` when a callback will put it; None when the plain async path must serve it."""
         command = req.command
         try:
             if command == p.CMD_READ and self.read_now is not None:
@@ -256,7 +274,8 @@ class _FastPath:
                 if ticket is None:
                     return None
                 if not ticket.done:
-                    return functools.partial(_finish_write, ticket, conn, req, outbox, server)
+                    self._answer_later(ticket, conn, req, outbox, server)
+                    return b""
                 ticket.result()
                 return conn.reply(req.handle)
         except Exception as exc:  # never let one request kill the connection or the server
@@ -290,7 +309,7 @@ async def _read_requests(
                     reply = fast.serve(conn, event, outbox, server)
                     if reply is None:
                         workers.submit(functools.partial(_serve_request, device, conn, event, outbox, server))
-                    elif isinstance(reply, bytes):
+                    elif reply:  # (empty: answered later, from the device's completion callback)
                         replies.append(reply)
                         batched += len(reply)
                         if batched >= _SEND_EARLY:  # large reads: let the writer start sending
@@ -298,8 +317,6 @@ async def _read_requests(
                             replies.clear()
                             batched = 0
                             await anyio.lowlevel.checkpoint()
-                    else:
-                        workers.submit(reply)
                     continue
                 if replies:
                     outbox.put_many(replies)
@@ -323,6 +340,8 @@ async def _read_requests(
         finally:
             if replies:
                 outbox.put_many(replies)
+            if fast is not None and fast.unanswered:
+                workers.submit(fast.drain)
             workers.close()  # workers finish what is queued, then the group ends
     # every request has replied: let the writer drain and stop
 

@@ -23,7 +23,7 @@ from ._channel import BodyStream, ByteChannel, TcpChannel
 from ._chunkstore import ChunkStore
 from ._errors import BlockstoreError, WireError
 from ._records import RECORD_SIZE
-from ._wire import Op, decode_request, encode_response
+from ._wire import Op, decode_request, decode_writes, encode_response
 
 __all__ = ["StorageNode", "serve_storage_node", "serve_channel"]
 
@@ -70,6 +70,9 @@ async def _execute(
         return store, []
     if store is None:
         raise WireError(f"{op.name} before OPEN")
+    if op is Op.WRITES:
+        store.write_many(decode_writes(fields[0], payload, store.block_size, RECORD_SIZE))
+        return store, []
     if op is Op.WRITE:
         first, chunk, generation, count = fields
         data, records = _split(store, payload, count)
@@ -99,12 +102,30 @@ async def _execute(
     return store, []
 
 
+def _execute_now(
+    store: ChunkStore | None, op: Op, fields: tuple[int, ...], payload: bytes
+) -> list[bytes] | None:
+    """The hot operations, answered without a coroutine; None: :func:`_execute` handles it."""
+    if store is None:
+        return None
+    if op is Op.WRITES:
+        store.write_many(decode_writes(fields[0], payload, store.block_size, RECORD_SIZE))
+        return []
+    if op is Op.READ:
+        first, count = fields
+        data, records = store.read(first, count)
+        return [data, records]
+    return None
+
+
 async def _answer(
     node: StorageNode, store: ChunkStore | None, body: bytes
 ) -> tuple[ChunkStore | None, bytes]:
     request = decode_request(body)  # WireError propagates: the connection is closed
     try:
-        store, payload = await _execute(node, store, request.op, request.fields, request.payload)
+        payload = _execute_now(store, request.op, request.fields, request.payload)
+        if payload is None:
+            store, payload = await _execute(node, store, request.op, request.fields, request.payload)
         return store, encode_response(request.request_id, True, *payload)
     except (BlockstoreError, OSError, ValueError) as exc:
         return store, encode_response(request.request_id, False, str(exc).encode()[:1024])

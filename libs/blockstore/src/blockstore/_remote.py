@@ -2,7 +2,9 @@
 
 Requests are pipelined on one connection: ``submit_*`` encodes and queues a frame synchronously
 (so submission order is wire order is apply order) and a writer task sends queued frames in
-batches; a reader task completes requests by id. When the connection breaks every outstanding
+batches; a reader task completes requests by id. Consecutive block writes are coalesced into one
+``WRITES`` request (one frame, one reply, one completion shared by its writes) until the writer
+runs or another kind of request is submitted, which closes the open batch first. When the connection breaks every outstanding
 request fails with :class:`ReplicaUnavailableError`; the next ``ping`` (the volume's monitor)
 reconnects.
 """
@@ -26,11 +28,13 @@ from ._errors import BlockstoreError, ReplicaUnavailableError, WireError
 from ._records import RECORD_SIZE
 from ._replica import Completion
 from ._spec import VolumeSpec
-from ._wire import Op, decode_response, encode_request
+from ._wire import MAX_WRITES, WRITE_ENTRY, Op, decode_response, encode_request
 
 __all__ = ["RemoteReplica"]
 
 _log = obs.get_logger("blockstore.remote")
+# Data bytes per WRITES request before a new one is started (frames stay well under MAX_FRAME).
+_BATCH_BYTES = 4 << 20
 
 
 class _Call(Completion):
@@ -39,6 +43,23 @@ class _Call(Completion):
     def __init__(self) -> None:
         super().__init__()
         self.payload = b""
+
+
+class _Batch:
+    """Writes coalesced into one WRITES request; queued where it was opened, encoded when sent."""
+
+    __slots__ = ("blobs", "call", "heads", "nbytes", "request_id")
+
+    def __init__(self, call: _Call, request_id: int) -> None:
+        self.call = call
+        self.request_id = request_id
+        self.heads: list[bytes] = []
+        self.blobs: list[bytes] = []
+        self.nbytes = 0
+
+    def encode(self) -> bytes:
+        heads = self.heads
+        return b"".join((encode_request(Op.WRITES, self.request_id, (len(heads),)), *heads, *self.blobs))
 
 
 class _RemoteError(BlockstoreError):
@@ -69,10 +90,12 @@ class RemoteReplica:
         self._tg: anyio.abc.TaskGroup | None = None
         self._pending: dict[int, _Call] = {}
         self._next_id = 1
-        self._send: MemoryObjectSendStream[bytes] | None = None
+        self._send: MemoryObjectSendStream[bytes | _Batch] | None = None
         self._connected = False
         self._connect_lock = anyio.Lock()
         self._generation = 0  # bumps on every (re)connect so old tasks know they are stale
+        # The open WRITES batch (already queued; later writes join it until it is closed).
+        self._batch: _Batch | None = None
 
     @property
     def node_id(self) -> str:
@@ -116,7 +139,7 @@ class RemoteReplica:
                 raise ReplicaUnavailableError(
                     f"replica {self._node_id} at {self._host}:{self._port}: {exc}"
                 ) from None
-            send, receive = anyio.create_memory_object_stream[bytes](math.inf)
+            send, receive = anyio.create_memory_object_stream[bytes | _Batch](math.inf)
             self._generation += 1
             self._send = send
             self._connected = True
@@ -131,6 +154,7 @@ class RemoteReplica:
         if generation != self._generation or not self._connected:
             return
         self._connected = False
+        self._batch = None
         if self._send is not None:
             self._send.close()
             self._send = None
@@ -142,15 +166,23 @@ class RemoteReplica:
             call.set(ReplicaUnavailableError(f"replica {self._node_id}: {reason}"))
 
     async def _writer(
-        self, bodies: BodyStream, queue: MemoryObjectReceiveStream[bytes], generation: int
+        self, bodies: BodyStream, queue: MemoryObjectReceiveStream[bytes | _Batch], generation: int
     ) -> None:
         try:
             async with queue:
-                async for frame in queue:
-                    batch = [frame]
-                    while len(batch) < 256:
+                async for item in queue:
+                    batch: list[bytes] = []
+                    while True:
+                        if isinstance(item, _Batch):
+                            if item is self._batch:
+                                self._batch = None  # later writes start a new batch
+                            batch.append(item.encode())
+                        else:
+                            batch.append(item)
+                        if len(batch) >= 256:
+                            break
                         try:
-                            batch.append(queue.receive_nowait())
+                            item = queue.receive_nowait()
                         except (anyio.WouldBlock, anyio.EndOfStream):
                             break
                     await bodies.send_many(batch)
@@ -179,15 +211,19 @@ class RemoteReplica:
         finally:
             self._disconnect(generation, "connection lost")
 
+    def _register(self, call: _Call) -> int:
+        request_id = self._next_id
+        self._next_id = (self._next_id + 1) & 0xFFFFFFFF or 1
+        self._pending[request_id] = call
+        return request_id
+
     def _submit(self, op: Op, fields: tuple[int, ...], *payload: bytes) -> _Call:
         call = _Call()
         if not self._connected or self._send is None:
             call.set(ReplicaUnavailableError(f"replica {self._node_id} is not connected"))
             return call
-        request_id = self._next_id
-        self._next_id = (self._next_id + 1) & 0xFFFFFFFF or 1
-        self._pending[request_id] = call
-        self._send.send_nowait(encode_request(op, request_id, fields, *payload))
+        self._batch = None  # writes submitted after this request must not join an earlier batch
+        self._send.send_nowait(encode_request(op, self._register(call), fields, *payload))
         return call
 
     async def _call(self, op: Op, fields: tuple[int, ...] = (), *payload: bytes) -> bytes:
@@ -200,8 +236,25 @@ class RemoteReplica:
     def submit_write(
         self, first_block: int, data: bytes, records: bytes, chunk: int, generation: int
     ) -> Completion:
+        """Add the write to the open WRITES batch (opening one if needed); its completion is the
+        batch's: every write in it is acknowledged (or failed) by the one reply."""
+        if not self._connected or self._send is None:
+            return Completion.finished(ReplicaUnavailableError(f"replica {self._node_id} is not connected"))
+        batch = self._batch
+        if (
+            batch is None
+            or len(batch.heads) >= MAX_WRITES
+            or (batch.nbytes and batch.nbytes + len(data) > _BATCH_BYTES)
+        ):
+            call = _Call()
+            batch = self._batch = _Batch(call, self._register(call))
+            self._send.send_nowait(batch)  # its place in the wire order; encoded when sent
         count = len(data) // self._spec.block_size
-        return self._submit(Op.WRITE, (first_block, chunk, generation, count), data, records)
+        batch.heads.append(WRITE_ENTRY.pack(first_block, chunk, generation, count))
+        batch.blobs.append(data)
+        batch.blobs.append(records)
+        batch.nbytes += len(data)
+        return batch.call
 
     def submit_zero(self, first_block: int, count: int, chunk: int, generation: int) -> Completion:
         return self._submit(Op.ZERO, (first_block, chunk, generation, count))

@@ -16,7 +16,7 @@ import functools
 import struct
 import time
 import zlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
@@ -89,6 +89,17 @@ class PendingWrite:
     def result(self) -> None:
         if self._volume is not None and self._inflight is not None:
             self._volume._raise_if_failed(self._inflight.round)
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once acknowledged or failed (then :meth:`result` tells which).
+
+        Lets a server reply from the replicas' completion callbacks instead of parking a task on
+        every write. The volume's sweeper bounds the wait (a silent replica times out).
+        """
+        if self._inflight is None:
+            callback()
+            return
+        self._inflight.on_decided(callback)
 
     async def wait(self) -> None:
         if not self.done and self._volume is not None and self._inflight is not None:
@@ -450,10 +461,10 @@ class Volume:
         parts: list[bytes] = []
         state = self.state
         for i, (chunk, f, count) in enumerate(pieces):
-            candidates = state.read_candidates(self.placement(chunk))
-            if not candidates:
+            local = self._local_candidates(state.read_candidates(self.placement(chunk)))
+            if not local:
                 return None
-            node_id = candidates[i % len(candidates)]
+            node_id = local[i % len(local)]
             replica = self._replicas[node_id]
             if not isinstance(replica, LocalReplica) or replica.offline:
                 return None
@@ -471,6 +482,17 @@ class Volume:
         if start == 0 and len(data) == length:
             return data
         return data[start : start + length]
+
+    def _local_candidates(self, candidates: list[str]) -> list[str]:
+        """The in-process replicas among ``candidates`` (in their order).
+
+        Locality first, as DRBD's primary reads its own disk: a replica in this process answers
+        without a network round trip or any remote CPU, whatever the latency estimates say.
+        """
+        local = self._local_targets
+        if not local:
+            return []
+        return [c for c in candidates if c in local]
 
     async def _read_blocks(self, first: int, count: int) -> bytes:
         pieces = self._pieces(first, count)
@@ -515,7 +537,8 @@ class Volume:
                 raise InsufficientReplicasError(
                     f"no healthy replica of chunk {chunk} answered (tried {len(tried)})"
                 )
-            node_id = candidates[spread % len(candidates)] if spread else candidates[0]
+            pool = self._local_candidates(candidates) or candidates  # nearest first
+            node_id = pool[spread % len(pool)] if spread else pool[0]
             tried.append(node_id)
             got = await self._fetch(node_id, first, count)
             if got is None:

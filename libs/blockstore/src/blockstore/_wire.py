@@ -31,6 +31,10 @@ __all__ = [
     "decode_request",
     "decode_response",
     "MAX_FRAME",
+    "MAX_WRITES",
+    "WRITE_ENTRY",
+    "WriteEntry",
+    "decode_writes",
 ]
 
 MAX_FRAME: Final = (64 << 20) + (64 << 20) // 512 * 40 + 4096
@@ -49,6 +53,7 @@ class Op(enum.IntEnum):
     READ_CHUNK = 7  # chunk:u32 -> generation:u64 data records
     WRITE_CHUNK = 8  # chunk:u32 generation:u64 data records
     PING = 9
+    WRITES = 10  # entries:u32 (first:u64 chunk:u32 generation:u64 count:u32)* (data records)*
 
 
 _FIELDS: Final = {
@@ -61,7 +66,13 @@ _FIELDS: Final = {
     Op.READ_CHUNK: struct.Struct("<I"),
     Op.WRITE_CHUNK: struct.Struct("<IQ"),
     Op.PING: struct.Struct("<"),
+    Op.WRITES: struct.Struct("<I"),
 }
+
+# One entry of a WRITES request: first block, chunk, generation, block count.
+WRITE_ENTRY: Final = struct.Struct("<QIQI")
+# Entries per WRITES request: what a front end coalesces between two sends of one replica.
+MAX_WRITES: Final = 4096
 
 
 _OPS: Final = {o.value: o for o in Op}  # a dict lookup costs far less than Op(raw)
@@ -140,3 +151,37 @@ def decode_response(body: bytes) -> Response:
     if status not in (0, 1):
         raise WireError(f"response status {status}: must be 0 or 1")
     return Response(request_id, status == 0, body[_RESP.size :])
+
+
+WriteEntry = tuple[int, int, int, bytes, bytes]  # first block, chunk, generation, data, records
+
+
+def decode_writes(entries: int, payload: bytes, block_size: int, record_size: int) -> list[WriteEntry]:
+    """The entries of a WRITES request, in order (their order is the order to apply them).
+
+    Every length is checked against the payload before anything is sliced: a hostile count or
+    block count costs a :class:`WireError`, never a large allocation.
+    """
+    if not 0 < entries <= MAX_WRITES:
+        raise WireError(f"WRITES with {entries} entries; must be 1..{MAX_WRITES}")
+    heads = entries * WRITE_ENTRY.size
+    if len(payload) < heads:
+        raise WireError(f"WRITES payload of {len(payload)} bytes is shorter than its {entries} entry headers")
+    unpack = WRITE_ENTRY.unpack_from
+    parsed = [unpack(payload, i * WRITE_ENTRY.size) for i in range(entries)]
+    per_block = block_size + record_size
+    total = heads
+    for _first, _chunk, _generation, count in parsed:
+        if count == 0:
+            raise WireError("WRITES entry with 0 blocks")
+        total += count * per_block
+    if total != len(payload):
+        raise WireError(f"WRITES payload is {len(payload)} bytes; its entries describe {total}")
+    out: list[WriteEntry] = []
+    at = heads
+    for first, chunk, generation, count in parsed:
+        data_end = at + count * block_size
+        records_end = data_end + count * record_size
+        out.append((first, chunk, generation, payload[at:data_end], payload[data_end:records_end]))
+        at = records_end
+    return out

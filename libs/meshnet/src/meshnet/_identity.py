@@ -72,6 +72,19 @@ class NodeIdentity(RedactedRepr):
     """An Ed25519 key pair. The private key never appears in ``repr``, logs or pickles of this object."""
 
     _private_key: Ed25519PrivateKey = attrs.field(validator=check_private_key, alias="private_key")
+    # Derived once: protocols read node_id on every message they build or check.
+    _public_key: bytes = attrs.field(init=False, repr=False)
+    _node_id: str = attrs.field(init=False, repr=False)
+
+    @_public_key.default
+    def _derive_public_key(self) -> bytes:
+        return self._private_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+
+    @_node_id.default
+    def _derive_node_id(self) -> str:
+        return node_id_for(self._public_key)
 
     @classmethod
     def generate(cls) -> Self:
@@ -88,14 +101,12 @@ class NodeIdentity(RedactedRepr):
     @property
     def public_key(self) -> bytes:
         """The 32 raw bytes of the public key."""
-        return self._private_key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        return self._public_key
 
     @property
     def node_id(self) -> str:
         """`node_id_for` of the public key."""
-        return node_id_for(self.public_key)
+        return self._node_id
 
     def sign(self, data: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``data``."""
