@@ -37,3 +37,13 @@ def test_f_plus_one_view_changes_make_a_replica_join(world, keys) -> None:
     assert r.vc_target == 1
     sent = [b.decode_frame(a.frame) for a in out if isinstance(a, b.Send)]
     assert {env.kind for env in sent} == {int(Kind.VIEW_CHANGE)}
+
+
+def test_quorums_intersect_in_an_honest_replica_and_stay_reachable_for_every_size() -> None:
+    from bftconsensus._certs import faults_tolerated, quorum_size
+
+    for n in range(1, 40):
+        f, q = faults_tolerated(n), quorum_size(n)
+        assert 2 * q - n >= f + 1, n  # any two quorums share at least one honest replica
+        assert q <= n - f, n  # and f silent replicas cannot block one
+    assert [quorum_size(n) for n in (1, 3, 4, 5, 7)] == [1, 2, 3, 4, 5]  # 2f+1 only when n = 3f+1

@@ -14,7 +14,18 @@ from hypothesis import strategies as st
 
 import blockstore
 from blockstore import StorageNodeInfo, VolumeSpec, WritePolicy, place_chunk
-from blockstore._wire import FrameDecoder, Op, decode_request, decode_response, encode_request, frame
+from blockstore._records import RECORD_SIZE
+from blockstore._wire import (
+    MAX_WRITES,
+    WRITE_ENTRY,
+    FrameDecoder,
+    Op,
+    decode_request,
+    decode_response,
+    decode_writes,
+    encode_request,
+    frame,
+)
 
 NODES = [StorageNodeInfo(f"node{i}", failure_domain=f"rack{i % 3}") for i in range(9)]
 
@@ -105,6 +116,47 @@ def test_wire_decoders_raise_only_wire_errors(data: bytes) -> None:
     for decode in (decode_request, decode_response):
         with contextlib.suppress(blockstore.WireError):
             decode(data)
+
+
+def test_writes_request_round_trip_keeps_entry_order() -> None:
+    entries = [(7, 0, 3, b"a" * 512, b"A" * RECORD_SIZE), (7, 0, 4, b"b" * 1024, b"B" * 2 * RECORD_SIZE)]
+    heads = [WRITE_ENTRY.pack(first, chunk, gen, len(data) // 512) for first, chunk, gen, data, _ in entries]
+    blobs = [part for *_, data, records in entries for part in (data, records)]
+    req = decode_request(encode_request(Op.WRITES, 5, (2,), *heads, *blobs))
+    assert (req.op, req.fields) == (Op.WRITES, (2,))
+    assert decode_writes(req.fields[0], req.payload, 512, RECORD_SIZE) == entries
+
+
+@pytest.mark.parametrize(
+    ("entries", "payload", "message"),
+    [
+        (0, b"", "must be 1.."),
+        (MAX_WRITES + 1, b"", "must be 1.."),
+        (2**32 - 1, b"", "must be 1.."),
+        (1, bytes(10), "shorter than its 1 entry headers"),
+        (1, WRITE_ENTRY.pack(0, 0, 0, 0), "0 blocks"),
+        (1, WRITE_ENTRY.pack(0, 0, 0, 2**32 - 1) + bytes(552), "entries describe"),
+    ],
+)
+def test_writes_decoder_refuses_lengths_before_slicing(entries: int, payload: bytes, message: str) -> None:
+    with pytest.raises(blockstore.WireError, match=message):
+        decode_writes(entries, payload, 512, RECORD_SIZE)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=2**32 - 1),
+    st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1)), max_size=4),
+    st.binary(max_size=2048),
+)
+def test_writes_decoder_raises_only_wire_errors(
+    entries: int, heads: list[tuple[int, int]], tail: bytes
+) -> None:
+    payload = b"".join(WRITE_ENTRY.pack(first, 0, 1, count) for first, count in heads) + tail
+    with contextlib.suppress(blockstore.WireError):
+        for _first, _chunk, _gen, data, records in decode_writes(entries, payload, 512, RECORD_SIZE):
+            assert len(data) % 512 == 0
+            assert len(records) == len(data) // 512 * RECORD_SIZE
 
 
 def test_cli_bad_argument_is_one_line_not_a_traceback() -> None:

@@ -134,3 +134,58 @@ async def test_a_hung_replica_times_out_of_the_write_set_and_is_rebuilt(tmp_path
                 await anyio.sleep(0.02)
         assert hanging.inner.store.read(256, 2)[0] == payload
         assert vol.stats.chunks_copied == 1
+
+
+async def test_coalesced_writes_keep_their_order_around_other_requests(tmp_path: Path) -> None:
+    spec = blockstore.VolumeSpec(name="batch", size=2 * MiB, chunk_size=MiB, replicas=1)
+    async with (
+        serve_storage_node(tmp_path / "n0") as node,
+        RemoteReplica("n0", "127.0.0.1", node.port, spec) as replica,
+    ):
+        await replica.ping()  # connects
+        rec = bytes(40)
+        first = replica.submit_write(0, b"A" * 4096, rec, 0, 1)
+        second = replica.submit_write(0, b"B" * 4096, rec, 0, 2)
+        assert first is second  # one WRITES request, one reply, for both
+        read_b = replica.submit_read(0, 1)  # closes the batch: it must see B, not C
+        third = replica.submit_write(0, b"C" * 4096, rec, 0, 3)
+        assert third is not first
+        read_c = replica.submit_read(0, 1)
+        assert read_b is not None
+        assert read_c is not None
+        with anyio.fail_after(5):
+            await third.wait()
+            await read_c.wait()
+        assert first.done
+        assert first.error is None
+        assert replica.read_result(read_b, 1)[0] == b"B" * 4096
+        assert replica.read_result(read_c, 1)[0] == b"C" * 4096
+        assert node.stores["batch"].generations[0] == 3  # stored once per batch, the last value
+        assert (await replica.chunk_states())[0][0] == 3
+
+
+async def test_begin_read_answers_from_a_remote_replica_and_hands_failures_back(tmp_path: Path) -> None:
+    spec = blockstore.VolumeSpec(name="reads", size=2 * MiB, chunk_size=MiB, replicas=3)
+    async with three_nodes(tmp_path, spec, None) as replicas, blockstore.Volume(spec, replicas) as vol:
+        payload = os.urandom(3 * 4096)
+        await vol.write(MiB, payload)
+
+        async def finish(pending: blockstore._volume.PendingRead) -> bytes | None:
+            done = anyio.Event()
+            pending.add_done_callback(done.set)
+            with anyio.fail_after(5):
+                await done.wait()
+            return pending.result()
+
+        assert vol.begin_read(MiB - 4096, 8192) is None  # two chunks: the async path
+        pending = vol.begin_read(MiB + 100, 5000)
+        assert pending is not None
+        assert await finish(pending) == payload[100:5100]
+
+        target = vol.state.read_candidates(vol.placement(1))[0]
+        pending = vol.begin_read(MiB, 4096)
+        assert pending is not None
+        await replicas[target].aclose()  # the replica goes away with the read in flight
+        assert await finish(pending) is None  # handed back to the async path...
+        assert vol.health()[target] == "down"  # ...with the replica out of the set
+        assert await vol.read(MiB, 4096) == payload[:4096]

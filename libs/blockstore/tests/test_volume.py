@@ -210,7 +210,8 @@ async def test_tampered_ciphertext_with_forged_crc_fails_authentication(
     tmp_path: Path, make_local_volume: Callable[..., Any]
 ) -> None:
     import struct
-    import zlib
+
+    from blockstore._records import checksum_of
 
     keyring = blockstore.Keyring.generate()
     async with make_local_volume(
@@ -220,7 +221,67 @@ async def test_tampered_ciphertext_with_forged_crc_fails_authentication(
         store = reps["n0"].store
         data, rec = store.read(0, 1)
         forged = bytes([data[0] ^ 1]) + data[1:]
-        rec = rec[:4] + struct.pack("<I", zlib.crc32(forged)) + rec[8:]
+        (flags,) = struct.unpack_from("<I", rec)
+        rec = rec[:4] + struct.pack("<I", checksum_of(flags, forged)) + rec[8:]
         store.write(0, forged, rec, 0, store.generations[0])
         with pytest.raises(blockstore.EncryptionError, match="authentication failed"):
             await vol.read(0, 4096)
+
+
+async def test_new_blocks_carry_crc32c_and_older_crc32_records_still_verify(
+    tmp_path: Path, make_local_volume: Callable[..., Any]
+) -> None:
+    import struct
+    import zlib
+
+    import google_crc32c
+
+    from blockstore._records import CHECKSUM_FLAG, FLAG_CRC32C, FLAG_WRITTEN, RECORD
+
+    async with make_local_volume(tmp_path, spec(replicas=1, policy=WritePolicy(min_replicas=1)), nodes=1) as (
+        vol,
+        reps,
+    ):
+        store = reps["n0"].store
+        new = os.urandom(4096)
+        await vol.write(0, new)
+        flags, crc = struct.unpack_from("<II", store.read(0, 1)[1])
+        assert flags == FLAG_WRITTEN | CHECKSUM_FLAG
+        assert crc == (google_crc32c.value(new) if flags & FLAG_CRC32C else zlib.crc32(new))
+        old = os.urandom(8192)  # as written before CRC-32C: zlib CRC-32, flag clear
+        records = b"".join(
+            RECORD.pack(FLAG_WRITTEN, zlib.crc32(old[i : i + 4096]), 0, bytes(12), bytes(16))
+            for i in (0, 4096)
+        )
+        store.write(1, old, records, 0, store.generations[0] + 1)
+        assert await vol.read(4096, 8192) == old
+        assert vol.read_now(4096, 8192) == old
+        os.pwrite(store._data, b"rot", 8192)  # the second old block rots: still caught
+        assert vol.read_now(4096, 8192) is None
+        with pytest.raises(blockstore.CorruptBlockError):
+            await vol.read(8192, 4096)
+
+
+async def test_in_process_replicas_store_generations_at_flush(
+    tmp_path: Path, make_local_volume: Callable[..., Any]
+) -> None:
+    import struct
+
+    async with make_local_volume(tmp_path, spec(replicas=1, policy=WritePolicy(min_replicas=1)), nodes=1) as (
+        vol,
+        reps,
+    ):
+        store = reps["n0"].store
+
+        def stored() -> int:
+            raw = (store.directory / "generations").read_bytes().ljust(16, b"\0")
+            return int(struct.unpack_from("<Q", raw, 8)[0])
+
+        await vol.write(MiB, os.urandom(4096))
+        await vol.write(MiB, os.urandom(4096))
+        assert store.generations[1] == 2
+        assert stored() == 0  # not yet: one pwrite saved per write
+        await vol.flush()
+        assert stored() == 2  # durable with the data
+        await vol.write(MiB, os.urandom(4096))
+    assert stored() == 3  # and at close

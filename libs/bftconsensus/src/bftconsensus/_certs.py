@@ -14,6 +14,7 @@ from bftconsensus._wire import open_signed
 __all__ = [
     "batch_digest",
     "faults_tolerated",
+    "quorum_size",
     "primary_of",
     "open_requests",
     "check_prepared",
@@ -25,6 +26,15 @@ __all__ = [
 
 def faults_tolerated(n: int) -> int:
     return (n - 1) // 3
+
+
+def quorum_size(n: int) -> int:
+    """The smallest quorum any two of which share f+1 members (so at least one honest one).
+
+    ceil((n + f + 1) / 2): 2f+1 when n = 3f+1 as in PBFT, and still intersecting for the other
+    sizes a membership change can leave (n = 3 needs 2 of 3, not 1; n = 5 needs 4, not 3).
+    """
+    return (n + faults_tolerated(n)) // 2 + 1
 
 
 def primary_of(members: Sequence[str], view: int) -> str:
@@ -69,7 +79,7 @@ def check_prepared(
             raise DecodeError(f"prepare from {env.signer!r} does not match pre-prepare seq {pp.seq}")
         if env.signer in members and env.signer != proof.pre_prepare.signer:
             who.add(env.signer)
-    if len(who) < 2 * faults_tolerated(len(members)):
+    if len(who) < quorum_size(len(members)) - 1:
         raise DecodeError(f"prepared proof for seq {pp.seq} has {len(who)} distinct prepares")
     return pp, reqs
 
@@ -77,7 +87,7 @@ def check_prepared(
 def check_checkpoint_proof(
     keys: KeyDirectory, members: Sequence[str], seq: int, proof: Sequence[pb.Signed]
 ) -> bytes:
-    """2f+1 members signed the same state digest at ``seq``; returns that digest (b"" at seq 0)."""
+    """A quorum of members signed the same state digest at ``seq``; returns it (b"" at seq 0)."""
     if seq == 0:
         return b""
     digests: dict[bytes, set[str]] = {}
@@ -86,7 +96,7 @@ def check_checkpoint_proof(
         if c.seq != seq or c.replica != env.signer or env.signer not in members:
             raise DecodeError(f"checkpoint from {env.signer!r} is not for seq {seq}")
         digests.setdefault(c.state_digest, set()).add(env.signer)
-    need = 2 * faults_tolerated(len(members)) + 1
+    need = quorum_size(len(members))
     for digest, who in digests.items():
         if len(who) >= need:
             return digest

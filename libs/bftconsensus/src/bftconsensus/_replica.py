@@ -50,7 +50,7 @@ class Replica(ReplicaCore):
             return self._note_ahead(env.signer, self.view, cp.seq)
         votes = self.checkpoints.setdefault(cp.seq, {}).setdefault(cp.state_digest, {})
         votes[env.signer] = env
-        if len(votes) < 2 * self.f + 1:
+        if len(votes) < self.quorum:
             return []
         return self._make_stable(cp.seq, [votes[r] for r in sorted(votes)])
 
@@ -127,7 +127,12 @@ class Replica(ReplicaCore):
         if resp.new_view.signature:
             actions += self._on_new_view(resp.new_view)
         if resp.seq > self.last_executed:
-            digest = check_checkpoint_proof(self.keys, self.members, resp.seq, resp.checkpoint_proof)
+            # A replica that executed a reconfiguration but missed its boundary catches up from a
+            # checkpoint that the NEW membership signed (the removed replicas no longer do).
+            signers = (
+                self.next_members if self.next_members and resp.seq >= self.reconfig_at else self.members
+            )
+            digest = check_checkpoint_proof(self.keys, signers, resp.seq, resp.checkpoint_proof)
             if hashlib.sha256(resp.snapshot).digest() != digest:
                 return actions
             state = pb.ReplicaState().parse(resp.snapshot)
@@ -195,14 +200,14 @@ class Replica(ReplicaCore):
             self.in_view_change
             and primary_of(self.members, self.vc_target) == self.me
             and self.me in table
-            and len(table) >= 2 * self.f + 1
+            and len(table) >= self.quorum
         ):
             actions += self._send_new_view(self.vc_target)
         return actions
 
     def _send_new_view(self, view: int) -> list[Action]:
         table = self.view_changes[view]
-        chosen = sorted(table)[: 2 * self.f + 1]
+        chosen = sorted(table)[: self.quorum]
         if self.me not in chosen:
             chosen = [*chosen[:-1], self.me]
         _, _, plan = new_view_plan([(table[r][1], table[r][2]) for r in chosen])
@@ -223,7 +228,7 @@ class Replica(ReplicaCore):
             if vc.new_view != nv.view:
                 return []
             checked.append((vc, certs))
-        if len({vc.replica for vc, _ in checked}) < 2 * self.f + 1:
+        if len({vc.replica for vc, _ in checked}) < self.quorum:
             return []
         _min_s, max_s, plan = new_view_plan(checked)
         if len(plan) != len(nv.pre_prepares):

@@ -8,6 +8,7 @@ commits it executes batch n once every batch below n has executed, and replies t
 from __future__ import annotations
 
 import abc
+import zlib
 from collections import OrderedDict
 from collections.abc import Container
 
@@ -18,6 +19,7 @@ from bftconsensus._certs import (
     faults_tolerated,
     open_requests,
     primary_of,
+    quorum_size,
 )
 from bftconsensus._crypto import KeyDirectory, Signer
 from bftconsensus._errors import DecodeError
@@ -94,6 +96,11 @@ class ReplicaCore(abc.ABC):
     @property
     def f(self) -> int:
         return faults_tolerated(len(self.members))
+
+    @property
+    def quorum(self) -> int:
+        """Matching messages that make a certificate: 2f+1 when n = 3f+1 (see quorum_size)."""
+        return quorum_size(len(self.members))
 
     @property
     def primary(self) -> str:
@@ -295,7 +302,7 @@ class ReplicaCore(abc.ABC):
         key = (self.view, pp.digest)
         actions: list[Action] = []
         prepares = {r: e for r, e in slot.prepares.get(key, {}).items() if r != self.primary}
-        if len(prepares) >= 2 * self.f and self.view not in slot.commit_sent:
+        if len(prepares) >= self.quorum - 1 and self.view not in slot.commit_sent:
             slot.commit_sent.add(self.view)
             if self.view > slot.prepared_view:
                 slot.prepared = pb.PreparedProof(
@@ -308,7 +315,7 @@ class ReplicaCore(abc.ABC):
         if (
             self.view in slot.commit_sent
             and slot.committed is None
-            and len(slot.commits.get(key, {})) >= 2 * self.f + 1
+            and len(slot.commits.get(key, {})) >= self.quorum
         ):
             slot.committed = pp
             actions += self._execute_ready()
@@ -350,7 +357,8 @@ class ReplicaCore(abc.ABC):
                 del self.pending[req.client]
             self.executed_requests.append((seq, req.client, req.timestamp, req.operation))
             self.requests_executed += 1
-            actions.append(self._reply(req.client, req.timestamp, result))
+            if self.config.reply_all or self._replies_first(req.client, req.timestamp):
+                actions.append(self._reply(req.client, req.timestamp, result))
         del self.executed_requests[: -self.config.history_limit]
         self.last_executed = seq
         self.executed[seq] = pp.digest
@@ -361,6 +369,20 @@ class ReplicaCore(abc.ABC):
         if seq % self.config.checkpoint_interval == 0:
             actions += self._take_checkpoint(seq)
         return actions
+
+    def _replies_first(self, client: str, ts: int) -> bool:
+        """Whether this replica is one of the f+1 that answer the request's first transmission.
+
+        The f+1 are consecutive members from a start every replica computes alike (CRC-32 of the
+        client id plus the timestamp), so the reply work is spread over the members.
+        """
+        n = len(self.members)
+        try:
+            mine = self.members.index(self.me)
+        except ValueError:
+            return False
+        start = (zlib.crc32(client.encode()) + ts) % n
+        return (mine - start) % n <= self.f
 
     def _reply(self, client: str, ts: int, result: bytes) -> Send:
         reply = pb.Reply(self.view, ts, client, self.me, self.reply_result(result))

@@ -43,6 +43,7 @@ _CONFIG_FIELDS = {
     "view_change_timeout",
     "state_retry",
     "sign_replies",
+    "reply_all",
 }
 
 

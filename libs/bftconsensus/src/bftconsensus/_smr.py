@@ -95,6 +95,11 @@ class ReplicaConfig:
     # with MACs: a client needs f+1 matching replies from distinct replicas, not transferable
     # proof. True signs every reply too (Ed25519; ~4x the signing work per request).
     sign_replies: bool = False
+    # Replies to a first transmission come from f+1 replicas (chosen per request, spreading the
+    # work), which is all a client needs when they are correct; a retransmitted request is
+    # answered by every replica that executed it, so a faulty or slow replier costs the client one
+    # retransmission timeout, never the result. True: every replica always replies (PBFT's rule).
+    reply_all: bool = False
     admins: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)  # may reconfigure
 
     def __attrs_post_init__(self) -> None:

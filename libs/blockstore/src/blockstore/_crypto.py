@@ -19,11 +19,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ._errors import ConfigError, EncryptionError
-from ._records import FLAG_ENCRYPTED, FLAG_WRITTEN, RECORD
+from ._records import CHECKSUM_FLAG, FLAG_ENCRYPTED, FLAG_WRITTEN, RECORD, block_checksum
 
 __all__ = ["Keyring"]
-
-import zlib
 
 
 class Keyring:
@@ -76,6 +74,7 @@ class Keyring:
         """Encrypt whole blocks; returns (stored bytes, records)."""
         aead = self._keys[self.current_id]
         key_id = self.current_id
+        flags = FLAG_WRITTEN | FLAG_ENCRYPTED | CHECKSUM_FLAG
         stored: list[bytes] = []
         records: list[bytes] = []
         view = memoryview(data)
@@ -86,7 +85,7 @@ class Keyring:
             )
             ct, tag = sealed[:-16], sealed[-16:]
             stored.append(ct)
-            records.append(RECORD.pack(FLAG_WRITTEN | FLAG_ENCRYPTED, zlib.crc32(ct), key_id, nonce, tag))
+            records.append(RECORD.pack(flags, block_checksum(ct), key_id, nonce, tag))
         return b"".join(stored), b"".join(records)
 
     def open(self, volume: str, block: int, stored: bytes | memoryview, record: bytes | memoryview) -> bytes:

@@ -198,6 +198,25 @@ class _Workers:
             wake.set()
 
 
+def _fallback(
+    workers: _Workers,
+    device: BlockDevice,
+    conn: NbdServerConnection,
+    outbox: _Outbox,
+    server: NbdServer,
+    req: NbdRequest,
+) -> None:
+    workers.submit(functools.partial(_serve_request, device, conn, req, outbox, server))
+
+
+class _ReadTicket(Protocol):
+    """What a device's ``begin_read`` returns (``Volume.begin_read``'s ``PendingRead``)."""
+
+    def result(self) -> bytes | None: ...
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None: ...
+
+
 class _Ticket(Protocol):
     """What a device's ``begin_write`` returns (``Volume.begin_write``'s ``PendingWrite``)."""
 
@@ -228,13 +247,43 @@ class _FastPath:
     ``unanswered`` counts those, so the connection does not end before they are answered.
     """
 
-    __slots__ = ("_drained", "begin_write", "read_now", "unanswered")
+    __slots__ = ("_drained", "_fallback", "begin_read", "begin_write", "read_now", "unanswered")
 
-    def __init__(self, device: BlockDevice) -> None:
+    def __init__(self, device: BlockDevice, fallback: Callable[[NbdRequest], None]) -> None:
         self.read_now: Callable[[int, int], bytes | None] | None = getattr(device, "read_now", None)
+        self.begin_read: Callable[[int, int], _ReadTicket | None] | None = getattr(device, "begin_read", None)
         self.begin_write: Callable[..., _Ticket | None] | None = getattr(device, "begin_write", None)
         self.unanswered = 0
         self._drained: anyio.Event | None = None
+        self._fallback = fallback  # serves a request on the plain async path (a worker)
+
+    def _answered(self) -> None:
+        self.unanswered -= 1
+        if not self.unanswered and self._drained is not None:
+            self._drained.set()
+
+    def _read_later(
+        self,
+        ticket: _ReadTicket,
+        conn: NbdServerConnection,
+        req: NbdRequest,
+        outbox: _Outbox,
+        server: NbdServer,
+    ) -> None:
+        self.unanswered += 1
+
+        def answer() -> None:
+            try:
+                data = ticket.result()
+                if data is None:
+                    self._fallback(req)  # another replica, or the repairing path
+                else:
+                    outbox.put(conn.read_reply(req.handle, req.offset, data))
+            except Exception as exc:  # never let one request kill the connection or the server
+                outbox.put(_error_reply(conn, req, server, exc))
+            self._answered()
+
+        ticket.add_done_callback(answer)
 
     def _answer_later(
         self, ticket: _Ticket, conn: NbdServerConnection, req: NbdRequest, outbox: _Outbox, server: NbdServer
@@ -248,9 +297,7 @@ class _FastPath:
             except Exception as exc:  # never let one request kill the connection or the server
                 out = _error_reply(conn, req, server, exc)
             outbox.put(out)
-            self.unanswered -= 1
-            if not self.unanswered and self._drained is not None:
-                self._drained.set()
+            self._answered()
 
         ticket.add_done_callback(answer)
 
@@ -268,7 +315,14 @@ class _FastPath:
         try:
             if command == p.CMD_READ and self.read_now is not None:
                 data = self.read_now(req.offset, req.length)
-                return None if data is None else conn.read_reply(req.handle, req.offset, data)
+                if data is not None:
+                    return conn.read_reply(req.handle, req.offset, data)
+                if self.begin_read is not None:
+                    pending = self.begin_read(req.offset, req.length)
+                    if pending is not None:
+                        self._read_later(pending, conn, req, outbox, server)
+                        return b""
+                return None
             if command == p.CMD_WRITE and self.begin_write is not None:
                 ticket = self.begin_write(req.offset, req.data, fua=req.fua)
                 if ticket is None:
@@ -333,7 +387,9 @@ async def _read_requests(
                     stream = await outbox.start_tls(stream, tls)
                 elif isinstance(event, NbdExportChosen):
                     device = devices[event.export.name]
-                    fast = _FastPath(device)
+                    fast = _FastPath(
+                        device, functools.partial(_fallback, workers, device, conn, outbox, server)
+                    )
                     server.connections_served += 1
                 elif isinstance(event, NbdDisconnect):
                     break

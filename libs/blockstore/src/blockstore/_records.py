@@ -1,9 +1,14 @@
 """Per-block metadata records: what makes every stored block verifiable.
 
-A record is 40 bytes: flags, CRC-32 of the stored bytes, key id, GCM nonce and GCM tag. The
+A record is 40 bytes: flags, checksum of the stored bytes, key id, GCM nonce and GCM tag. The
 volume front end computes records (and encrypts) before replication, so every replica stores the
 same bytes and the same records; storage nodes never see keys or plaintext of encrypted volumes.
 An all-zero record means "never written / trimmed": the block reads as zeros without touching data.
+
+The checksum is CRC-32C (Castagnoli, the polynomial iSCSI, ext4 and Ceph's BlueStore use), computed
+with the SSE4.2/ARMv8 instruction through ``google-crc32c``: about 5x cheaper than zlib's CRC-32 on
+4 KiB, which mattered at 32 blocks per 128 KiB request. Records flagged ``FLAG_CRC32C`` hold it;
+records written before it (flag clear) hold zlib's CRC-32 and are still verified with that.
 """
 
 from __future__ import annotations
@@ -13,11 +18,17 @@ import struct
 import zlib
 from typing import Final
 
+import google_crc32c
+
 __all__ = [
     "RECORD",
     "RECORD_SIZE",
     "FLAG_WRITTEN",
     "FLAG_ENCRYPTED",
+    "FLAG_CRC32C",
+    "CHECKSUM_FLAG",
+    "block_checksum",
+    "checksum_of",
     "plain_records",
     "records_digest",
     "crc_ok",
@@ -27,25 +38,42 @@ RECORD: Final = struct.Struct("<III12s16s")
 RECORD_SIZE: Final = RECORD.size
 FLAG_WRITTEN: Final = 1
 FLAG_ENCRYPTED: Final = 2
+FLAG_CRC32C: Final = 4
 _NO_NONCE = bytes(12)
 _NO_TAG = bytes(16)
+_crc32c = google_crc32c.value
+
+# New records use CRC-32C when the compiled implementation is there; google-crc32c's pure-Python
+# fallback is far slower than zlib, so without it new records keep zlib's CRC-32 (flag clear).
+CHECKSUM_FLAG: Final = FLAG_CRC32C if google_crc32c.implementation == "c" else 0
+
+
+def block_checksum(data: bytes) -> int:
+    """Checksum of one stored block as new records hold it (flagged with ``CHECKSUM_FLAG``)."""
+    return _crc32c(data) if CHECKSUM_FLAG else zlib.crc32(data)
+
+
+def checksum_of(flags: int, data: bytes) -> int:
+    """The checksum a record with ``flags`` holds for ``data`` (CRC-32C or zlib CRC-32)."""
+    return _crc32c(data) if flags & FLAG_CRC32C else zlib.crc32(data)
 
 
 def plain_records(data: bytes | memoryview, block_size: int) -> bytes:
-    """Records for unencrypted blocks: written flag plus CRC-32 of each block."""
+    """Records for unencrypted blocks: written flag plus the checksum of each block."""
     pack = RECORD.pack
+    flags = FLAG_WRITTEN | CHECKSUM_FLAG
     if len(data) == block_size:  # the common 4 KiB write: no generator, no join
-        return pack(FLAG_WRITTEN, zlib.crc32(data), 0, _NO_NONCE, _NO_TAG)
+        return pack(flags, block_checksum(bytes(data)), 0, _NO_NONCE, _NO_TAG)
     view = memoryview(data)
     return b"".join(
-        pack(FLAG_WRITTEN, zlib.crc32(view[i : i + block_size]), 0, _NO_NONCE, _NO_TAG)
+        pack(flags, block_checksum(bytes(view[i : i + block_size])), 0, _NO_NONCE, _NO_TAG)
         for i in range(0, len(view), block_size)
     )
 
 
 def crc_ok(stored: bytes | memoryview, record: bytes | memoryview) -> bool:
     flags, crc = struct.unpack_from("<II", record)
-    return not flags & FLAG_WRITTEN or zlib.crc32(stored) == crc
+    return not flags & FLAG_WRITTEN or checksum_of(flags, bytes(stored)) == crc
 
 
 def records_digest(records: bytes) -> bytes:

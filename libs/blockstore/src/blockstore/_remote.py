@@ -30,14 +30,16 @@ from ._replica import Completion
 from ._spec import VolumeSpec
 from ._wire import MAX_WRITES, WRITE_ENTRY, Op, decode_response, encode_request
 
-__all__ = ["RemoteReplica"]
+__all__ = ["RemoteCall", "RemoteReplica"]
 
 _log = obs.get_logger("blockstore.remote")
 # Data bytes per WRITES request before a new one is started (frames stay well under MAX_FRAME).
 _BATCH_BYTES = 4 << 20
 
 
-class _Call(Completion):
+class RemoteCall(Completion):
+    """A request in flight; ``payload`` holds the reply once it succeeded."""
+
     __slots__ = ("payload",)
 
     def __init__(self) -> None:
@@ -50,7 +52,7 @@ class _Batch:
 
     __slots__ = ("blobs", "call", "heads", "nbytes", "request_id")
 
-    def __init__(self, call: _Call, request_id: int) -> None:
+    def __init__(self, call: RemoteCall, request_id: int) -> None:
         self.call = call
         self.request_id = request_id
         self.heads: list[bytes] = []
@@ -88,7 +90,7 @@ class RemoteReplica:
         self._spec = spec
         self._connect_timeout = connect_timeout
         self._tg: anyio.abc.TaskGroup | None = None
-        self._pending: dict[int, _Call] = {}
+        self._pending: dict[int, RemoteCall] = {}
         self._next_id = 1
         self._send: MemoryObjectSendStream[bytes | _Batch] | None = None
         self._connected = False
@@ -211,14 +213,14 @@ class RemoteReplica:
         finally:
             self._disconnect(generation, "connection lost")
 
-    def _register(self, call: _Call) -> int:
+    def _register(self, call: RemoteCall) -> int:
         request_id = self._next_id
         self._next_id = (self._next_id + 1) & 0xFFFFFFFF or 1
         self._pending[request_id] = call
         return request_id
 
-    def _submit(self, op: Op, fields: tuple[int, ...], *payload: bytes) -> _Call:
-        call = _Call()
+    def _submit(self, op: Op, fields: tuple[int, ...], *payload: bytes) -> RemoteCall:
+        call = RemoteCall()
         if not self._connected or self._send is None:
             call.set(ReplicaUnavailableError(f"replica {self._node_id} is not connected"))
             return call
@@ -246,7 +248,7 @@ class RemoteReplica:
             or len(batch.heads) >= MAX_WRITES
             or (batch.nbytes and batch.nbytes + len(data) > _BATCH_BYTES)
         ):
-            call = _Call()
+            call = RemoteCall()
             batch = self._batch = _Batch(call, self._register(call))
             self._send.send_nowait(batch)  # its place in the wire order; encoded when sent
         count = len(data) // self._spec.block_size
@@ -268,7 +270,7 @@ class RemoteReplica:
     async def read(self, first_block: int, count: int) -> tuple[bytes, bytes]:
         return self._split(await self._call(Op.READ, (first_block, count)), count)
 
-    def submit_read(self, first_block: int, count: int) -> _Call | None:
+    def submit_read(self, first_block: int, count: int) -> RemoteCall | None:
         """Queue a read without yielding (None while disconnected: :meth:`read` reconnects).
 
         Lets the volume queue every read of a received NBD batch before this replica's writer
@@ -278,7 +280,7 @@ class RemoteReplica:
             return None
         return self._submit(Op.READ, (first_block, count))
 
-    def read_result(self, call: _Call, count: int) -> tuple[bytes, bytes]:
+    def read_result(self, call: RemoteCall, count: int) -> tuple[bytes, bytes]:
         """Data and records of a finished :meth:`submit_read` (raises its error, if any)."""
         if call.error is not None:
             raise call.error

@@ -110,7 +110,9 @@ class LocalReplica:
 
     def __init__(self, node_id: str, directory: Path, size: int, block_size: int, chunk_size: int) -> None:
         self._node_id = node_id
-        self.store = ChunkStore(directory, size, block_size, chunk_size)
+        # In the serving process every write costs the NBD path directly: generations are
+        # stored at FLUSH instead of with each write (see ChunkStore's defer_generations).
+        self.store = ChunkStore(directory, size, block_size, chunk_size, defer_generations=True)
         self.offline = False
 
     @property
@@ -145,6 +147,7 @@ class LocalReplica:
 
     async def flush(self) -> None:
         self._ensure_online()
+        self.store.persist_generations()  # in the loop: no race with writes landing meanwhile
         await anyio.to_thread.run_sync(self.store.flush)
 
     async def chunk_states(self) -> list[tuple[int, bytes]]:

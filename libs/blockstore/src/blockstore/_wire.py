@@ -126,7 +126,8 @@ class FrameDecoder:
             raise WireError(f"frame length {length} exceeds the limit {self._max}")
         if len(self._buf) < 4 + length:
             return None
-        body = bytes(self._buf[4 : 4 + length])
+        with memoryview(self._buf) as view:  # one copy (a bytearray slice would be a second)
+            body = bytes(view[4 : 4 + length])
         del self._buf[: 4 + length]
         return body
 
