@@ -71,9 +71,9 @@ _BODY: dict[Kind, type[pb.Message]] = {
 }
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # part of every cache key on the message path
 class WireLimits:
-    """Upper bounds applied to untrusted input before and after parsing."""
+    """Upper bounds applied to untrusted input while parsing."""
 
     max_frame_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=attrs.validators.ge(64))
     max_string_chars: int = attrs.field(default=256, validator=attrs.validators.ge(8))
