@@ -47,3 +47,21 @@ def test_quorums_intersect_in_an_honest_replica_and_stay_reachable_for_every_siz
         assert 2 * q - n >= f + 1, n  # any two quorums share at least one honest replica
         assert q <= n - f, n  # and f silent replicas cannot block one
     assert [quorum_size(n) for n in (1, 3, 4, 5, 7)] == [1, 2, 3, 4, 5]  # 2f+1 only when n = 3f+1
+
+
+def test_unsigned_commits_count_only_from_the_replica_they_name(world, keys) -> None:
+    r = b.Replica(world["e0"], keys, b.ReplicaConfig(MEMBERS), b.KeyValueStore())
+    digest = b"d" * 32
+
+    def commit(name: str) -> bytes:
+        return bytes(pb.Signed(int(Kind.COMMIT_VOTE), bytes(pb.CommitVote(0, 1, digest, name)), name))
+
+    r.receive("e1", commit("e2"))  # e1 relaying (or forging) e2's commit: not e2's link
+    r.receive("e1", commit("e1"))
+    r.receive("e3", commit("e1"))
+    assert set(r.log[1].commits[(0, digest)]) == {"e1"}
+    forged = pb.Signed(int(Kind.COMMIT_VOTE), bytes(pb.CommitVote(0, 1, digest, "e2")), "e2", b"\x00" * 64)
+    r.receive("e2", bytes(forged))  # a signature, if present, must verify
+    assert set(r.log[1].commits[(0, digest)]) == {"e1"}
+    r.receive("e2", commit("e2"))
+    assert set(r.log[1].commits[(0, digest)]) == {"e1", "e2"}
