@@ -167,6 +167,8 @@ class ReplicaCore(abc.ABC):
         if kind is Kind.PRE_PREPARE:
             return self._on_pre_prepare(env, open_signed(self.keys, env, pb.PrePrepare, self.limits))
         if kind is Kind.PREPARE:
+            if self._prepare_is_moot(open_unsigned(env, pb.Prepare, self.limits)):
+                return []  # already prepared in that view: spare the signature check
             return self._on_vote(env, open_signed(self.keys, env, pb.Prepare, self.limits), commit=False)
         if kind is Kind.COMMIT_VOTE:  # channel-authenticated (see _commit_vote); a signed one is checked
             opened = open_signed if env.signature else _open_from_channel
@@ -309,6 +311,16 @@ class ReplicaCore(abc.ABC):
         if vote.view > self.view:
             return self._note_ahead(env.signer, vote.view, vote.seq)
         return self._check(vote.seq)
+
+    def _prepare_is_moot(self, vote: pb.Prepare) -> bool:
+        """True when this replica is already prepared for the vote's slot in the vote's view.
+
+        Such a prepare can change nothing (the prepared certificate is built when the quorum is
+        reached), so its signature need not be verified: with n = 7 that is one verification in
+        five at a backup, two in six at the primary.
+        """
+        slot = self.log.get(vote.seq)
+        return slot is not None and vote.view == self.view and vote.view in slot.commit_sent
 
     def _check(self, seq: int) -> list[Action]:
         slot = self.log.get(seq)
