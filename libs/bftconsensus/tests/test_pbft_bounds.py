@@ -65,3 +65,29 @@ def test_unsigned_commits_count_only_from_the_replica_they_name(world, keys) -> 
     assert set(r.log[1].commits[(0, digest)]) == {"e1"}
     r.receive("e2", commit("e2"))
     assert set(r.log[1].commits[(0, digest)]) == {"e1", "e2"}
+
+
+def test_sign_all_messages_signs_commits_and_replies(world, keys) -> None:
+    from bftconsensus._wire import decode_frame
+
+    def run(sign: bool) -> tuple[set[int], set[int]]:
+        """Drive one request through a 1-replica cluster; (signed kinds, unsigned kinds) it emitted."""
+        cfg = b.ReplicaConfig(("e0",), sign_all_messages=sign, reply_all=True)
+        r = b.Replica(world["e0"], keys, cfg, b.KeyValueStore())
+        client = b.Client(world["client"], keys, ["e0"])
+        (send, *_) = client.submit(b"put k v")
+        assert isinstance(send, b.Send)
+        out = r.receive("client", send.frame)
+        envs = [decode_frame(a.frame) for a in out if isinstance(a, b.Send)]
+        replies = [e for e in envs if e.kind == int(Kind.REPLY)]
+        assert replies
+        for a in out:
+            if isinstance(a, b.Send):
+                client.receive("e0", a.frame)
+        assert client.result == b"ok"
+        commit = r._commit_vote(1, b"d" * 32)
+        kinds = [(e.kind, bool(e.signature)) for e in [*replies, commit]]
+        return {k for k, s in kinds if s}, {k for k, s in kinds if not s}
+
+    assert run(True) == ({int(Kind.REPLY), int(Kind.COMMIT_VOTE)}, set())
+    assert run(False) == (set(), {int(Kind.REPLY), int(Kind.COMMIT_VOTE)})

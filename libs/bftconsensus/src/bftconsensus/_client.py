@@ -31,7 +31,7 @@ class Client:
     honest replica replies only after the request committed. Each reply must come from the replica
     it names over a channel that authenticates that replica (``src``); a signed reply is verified
     too, and ``require_signed_replies`` refuses unsigned ones (for replicas configured with
-    ``sign_replies``).
+    ``sign_all_messages``).
 
     As in PBFT, a request goes first to the primary of the latest view the client learned from
     replies; a retransmission goes to every replica, so backups see it and, if the primary is

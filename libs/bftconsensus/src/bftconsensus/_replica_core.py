@@ -353,7 +353,7 @@ class ReplicaCore(abc.ABC):
         return actions
 
     def _commit_vote(self, seq: int, digest: bytes) -> pb.Signed:
-        """An unsigned COMMIT, authenticated by the channel it travels on.
+        """A COMMIT, authenticated by the channel it travels on (signed too with sign_all_messages).
 
         PBFT never relays commits or puts them in a certificate another replica checks (view
         changes carry pre-prepares and prepares, state transfer carries checkpoints), so, as with
@@ -361,9 +361,10 @@ class ReplicaCore(abc.ABC):
         checked that the signer it names is the authenticated sender. This saves one signature
         and n-1 verifications per replica per batch.
         """
-        return pb.Signed(
-            int(Kind.COMMIT_VOTE), bytes(pb.CommitVote(self.view, seq, digest, self.me)), self.me
-        )
+        vote = pb.CommitVote(self.view, seq, digest, self.me)
+        if self.config.sign_all_messages:
+            return seal(self.signer, Kind.COMMIT_VOTE, vote)
+        return pb.Signed(int(Kind.COMMIT_VOTE), bytes(vote), self.me)
 
     # ------------------------------------------------------------------ execution
     def _execute_ready(self) -> list[Action]:
@@ -430,9 +431,9 @@ class ReplicaCore(abc.ABC):
 
     def _reply(self, client: str, ts: int, result: bytes) -> Send:
         reply = pb.Reply(self.view, ts, client, self.me, self.reply_result(result))
-        if self.config.sign_replies:
+        if self.config.sign_all_messages:
             env = seal(self.signer, Kind.REPLY, reply)
-        else:  # authenticated by the channel to the client (see ReplicaConfig.sign_replies)
+        else:  # authenticated by the channel to the client (see ReplicaConfig.sign_all_messages)
             env = pb.Signed(int(Kind.REPLY), bytes(reply), self.me)
         return Send(client, bytes(env))
 

@@ -42,7 +42,7 @@ _CONFIG_FIELDS = {
     "max_inflight",
     "view_change_timeout",
     "state_retry",
-    "sign_replies",
+    "sign_all_messages",
     "reply_all",
 }
 

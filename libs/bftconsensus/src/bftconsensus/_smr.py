@@ -91,10 +91,11 @@ class ReplicaConfig:
     view_change_timeout: float = 2.0
     state_retry: float = 1.0
     history_limit: int = 100_000  # executed (seq, digest) pairs kept for inspection
-    # Replies are authenticated by the channel (meshnet mutual TLS), as PBFT authenticates them
-    # with MACs: a client needs f+1 matching replies from distinct replicas, not transferable
-    # proof. True signs every reply too (Ed25519; ~4x the signing work per request).
-    sign_replies: bool = False
+    # Replies and commits, which are never relayed nor put in a certificate, are authenticated by
+    # their link (meshnet mutual TLS), as PBFT authenticates them with MACs; everything else is
+    # signed. True signs them as well (for transports that do not authenticate the sender), at
+    # the price of f+1 more signatures per request and n-1 more verifications per replica per batch.
+    sign_all_messages: bool = False
     # Replies to a first transmission come from f+1 replicas (chosen per request, spreading the
     # work), which is all a client needs when they are correct; a retransmitted request is
     # answered by every replica that executed it, so a faulty or slow replier costs the client one
