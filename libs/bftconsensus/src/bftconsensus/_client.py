@@ -20,7 +20,7 @@ from bftconsensus._wire import (
     seal,
 )
 
-__all__ = ["Client"]
+__all__ = ["Client", "reply_addressee"]
 
 
 class Client:
@@ -122,3 +122,18 @@ class Client:
         if tag == "retransmit" and self._frame is not None:
             return self._send_all()
         return []
+
+
+def reply_addressee(frame: bytes, limits: WireLimits = DEFAULT_LIMITS) -> str | None:
+    """The client a reply frame is addressed to (unverified; the client core checks the rest).
+
+    Lets one connection carry the replies of many clients; None for anything that is not a
+    well-formed reply.
+    """
+    try:
+        env = decode_frame(frame, limits)
+        if env.kind != int(Kind.REPLY):
+            return None
+        return open_unsigned(env, pb.Reply, limits).client
+    except DecodeError:
+        return None

@@ -20,10 +20,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 import obs
 from bftconsensus._actions import Action, CancelTimer, Send, SetTimer
-from bftconsensus._client import Client
-from bftconsensus._errors import BftConsensusError
+from bftconsensus._client import Client, reply_addressee
+from bftconsensus._errors import BftConsensusError, DecodeError
 from bftconsensus._metrics import ReplicaMetrics
 from bftconsensus._replica import Replica
+from bftconsensus._wire import Kind, decode_frame
 from meshnet import FramedStream, MeshCredentials, MeshnetError, MeshServer, connect
 
 __all__ = ["ReplicaService", "ClusterClient"]
@@ -117,6 +118,9 @@ class ReplicaService:
         self.host, self._port = host, port
         self._out = {n: _Outbox(creds, n, h, p) for n, (h, p) in addresses.items() if n != replica.me}
         self._clients: dict[str, _Queue] = {}
+        # client id -> the stream its latest request came in on: one connection may carry many
+        # clients (ClusterClient with several Client cores), and their replies share its writes
+        self._routes: dict[str, _Queue] = {}
         self._timers: dict[str, anyio.CancelScope] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._server: MeshServer | None = None
@@ -157,6 +161,8 @@ class ReplicaService:
                 tg.start_soon(queue.pump, stream)
             try:
                 async for frame in stream:
+                    if queue is not None:
+                        self._learn_route(frame, queue)
                     self._dispatch(self.replica.receive(src, frame))
             except _LINK_ERRORS:
                 pass
@@ -164,7 +170,24 @@ class ReplicaService:
                 if queue is not None:
                     if self._clients.get(src) is queue:
                         del self._clients[src]
+                    for client in [c for c, q in self._routes.items() if q is queue]:
+                        del self._routes[client]
                     queue.send.close()
+
+    def _learn_route(self, frame: bytes, queue: _Queue) -> None:
+        """Send the replies of the client that signed this request back the way it came.
+
+        Only clients in the key directory get a route (the table stays bounded); a peer that
+        replays another client's request can divert that client's replies until the client's
+        retransmission re-routes them, which costs the client time, not a wrong result (replies
+        still need f+1 matching ones, each from the replica it names).
+        """
+        try:
+            env = decode_frame(frame, self.replica.limits)  # cached: the core decodes it again
+        except DecodeError:
+            return
+        if env.kind == Kind.CLIENT_REQUEST and env.signer in self.replica.keys:
+            self._routes[env.signer] = queue
 
     def _dispatch(self, actions: Sequence[Action]) -> None:
         assert self._tg is not None
@@ -174,7 +197,7 @@ class ReplicaService:
             self._view = self.replica.view
         for a in actions:
             if isinstance(a, Send):
-                box = self._out.get(a.dst) or self._clients.get(a.dst)
+                box = self._out.get(a.dst) or self._routes.get(a.dst) or self._clients.get(a.dst)
                 if box is not None:
                     box.put(a.frame)
             elif isinstance(a, SetTimer):
@@ -200,18 +223,31 @@ class ReplicaService:
 class ClusterClient:
     """Submit operations to a replicated cluster and wait for f+1 matching replies.
 
-    One operation at a time per client (PBFT's rule); open several clients for concurrency.
+    Each :class:`Client` core has one operation outstanding at a time (PBFT's exactly-once rule);
+    give ``ClusterClient`` several cores for concurrency. They share one connection per replica,
+    so requests submitted together and the replies a replica produces together for them travel
+    in the same writes. ``call(op)`` uses the only core; ``call(op, client=node_id)`` picks one.
     """
 
     def __init__(
-        self, client: Client, creds: MeshCredentials, addresses: Mapping[str, tuple[str, int]]
+        self,
+        client: Client | Sequence[Client],
+        creds: MeshCredentials,
+        addresses: Mapping[str, tuple[str, int]],
     ) -> None:
-        self.client = client
+        cores = [client] if isinstance(client, Client) else list(client)
+        if not cores:
+            raise BftConsensusError("ClusterClient needs at least one Client")
+        self.clients: dict[str, Client] = {c.signer.node_id: c for c in cores}
+        if len(self.clients) != len(cores):
+            raise BftConsensusError("ClusterClient clients must have distinct node ids")
+        self.client = cores[0]
         self.creds = creds
         self.addresses = dict(addresses)
         self._streams: dict[str, _Queue] = {}
+        self._announced: dict[str, set[str]] = {}  # replica -> clients it has a route for
         self._tg: anyio.abc.TaskGroup | None = None
-        self._done = anyio.Event()
+        self._done: dict[str, anyio.Event] = {}
         self._changed = anyio.Event()
 
     async def __aenter__(self) -> ClusterClient:
@@ -238,20 +274,28 @@ class ClusterClient:
                 await anyio.sleep(0.2)
                 continue
             queue = self._streams[node] = _Queue()
+            self._announced[node] = set()
             self._changed.set()
             self._changed = anyio.Event()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(queue.pump, stream)
                 try:
                     async for frame in stream:
-                        self._apply(self.client.receive(node, frame))
+                        self._on_reply(node, frame)
                 except _LINK_ERRORS:
                     pass
                 finally:
                     self._streams.pop(node, None)
+                    self._announced.pop(node, None)
                     queue.send.close()
                     await stream.aclose()
             await anyio.sleep(0.1)
+
+    def _on_reply(self, node: str, frame: bytes) -> None:
+        target = reply_addressee(frame, self.client.limits)
+        core = self.clients.get(target) if target is not None else None
+        if core is not None:
+            self._apply(core, core.receive(node, frame))
 
     async def wait_connected(self, count: int | None = None) -> None:
         """Wait until streams to ``count`` replicas (default: all) are up (bound it with fail_after)."""
@@ -259,27 +303,48 @@ class ClusterClient:
         while len(self._streams) < want:
             await self._changed.wait()
 
-    def _apply(self, actions: Sequence[Action]) -> None:
-        assert self._tg is not None
+    def _apply(self, core: Client, actions: Sequence[Action]) -> None:
+        name = core.signer.node_id
         for a in actions:
-            if isinstance(a, Send):
+            if isinstance(a, Send):  # a core only ever sends its signed request
                 queue = self._streams.get(a.dst)
                 if queue is not None:
                     queue.put(a.frame)
-        if not self.client.busy:
-            self._done.set()
+                    self._announced[a.dst].add(name)
+                # A replica routes a client's replies to the connection that client's requests
+                # arrive on; a request sent to the primary alone teaches the backups nothing, so
+                # the first request of each client on each new connection goes there too.
+                for node, seen in self._announced.items():
+                    if name not in seen:
+                        seen.add(name)
+                        self._streams[node].put(a.frame)
+        if not core.busy:
+            done = self._done.get(core.signer.node_id)
+            if done is not None:
+                done.set()
 
-    async def call(self, operation: bytes) -> bytes:
+    async def call(self, operation: bytes, *, client: str | None = None) -> bytes:
         """Order ``operation`` and return its result once f+1 replicas agree on it.
 
         Retransmits until then; bound the wait with ``anyio.fail_after`` around the call.
+        ``client`` names the core to use (required when there are several).
         """
-        self._done = anyio.Event()
-        self._apply(self.client.submit(operation))
-        while self.client.busy:
-            with anyio.move_on_after(self.client.retransmit):
-                await self._done.wait()
-            if self.client.busy:
-                self._apply(self.client.timer("retransmit"))
-        assert self.client.result is not None
-        return self.client.result
+        if client is None:
+            if len(self.clients) > 1:
+                raise BftConsensusError("this ClusterClient has several clients: pass client=<node id>")
+            core = self.client
+        else:
+            found = self.clients.get(client)
+            if found is None:
+                raise BftConsensusError(f"no client {client!r} in this ClusterClient")
+            core = found
+        name = core.signer.node_id
+        done = self._done[name] = anyio.Event()
+        self._apply(core, core.submit(operation))
+        while core.busy:
+            with anyio.move_on_after(core.retransmit):
+                await done.wait()
+            if core.busy:
+                self._apply(core, core.timer("retransmit"))
+        assert core.result is not None
+        return core.result

@@ -1,0 +1,66 @@
+"""The anyio drivers over real meshnet TLS on loopback, in one process: several client cores share
+one connection per replica, and each gets its own replies."""
+
+from __future__ import annotations
+
+import contextlib
+
+import anyio
+import pytest
+
+import bftconsensus as b
+from meshnet import NetworkIdentity, NodeIdentity, free_port
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+CORES = 6
+OPS = 5
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def test_many_clients_share_one_connection_per_replica_and_get_their_own_results() -> None:
+    net = NetworkIdentity.generate("drivers")
+    replicas = [NodeIdentity.generate() for _ in range(4)]
+    gateway = NodeIdentity.generate()  # the client process's own mesh identity
+    clients = [NodeIdentity.generate() for _ in range(CORES)]
+    names = [r.node_id for r in replicas]
+    keys = {i.node_id: i.public_key for i in [*replicas, *clients]}
+    addresses = {r.node_id: ("127.0.0.1", free_port()) for r in replicas}
+    config = b.ReplicaConfig(tuple(names))
+    results: dict[str, list[bytes]] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        services = []
+        for r in replicas:
+            replica = b.Replica(r, keys, config, b.KeyValueStore(), clients={c.node_id for c in clients})
+            host, port = addresses[r.node_id]
+            service = b.ReplicaService(replica, net.credentials_for(r), addresses, host=host, port=port)
+            services.append(await stack.enter_async_context(service))
+        cores = [b.Client(c, keys, names, retransmit=1.0) for c in clients]
+        cc = await stack.enter_async_context(b.ClusterClient(cores, net.credentials_for(gateway), addresses))
+        with anyio.fail_after(20):
+            await cc.wait_connected()
+
+        async def worker(w: int, name: str) -> None:
+            out = results.setdefault(name, [])
+            for i in range(OPS):
+                out.append(await cc.call(b"put k%d-%d v%d-%d" % (w, i, w, i), client=name))
+            out.append(await cc.call(b"get k%d-%d" % (w, OPS - 1), client=name))
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as workers:
+                for w, core in enumerate(cores):
+                    workers.start_soon(worker, w, core.signer.node_id)
+        with pytest.raises(b.BftConsensusError, match="several clients"):
+            await cc.call(b"get x")
+        with pytest.raises(b.BftConsensusError, match="no client"):
+            await cc.call(b"get x", client="nobody")
+        for service in services:  # one client connection each, carrying every core
+            assert set(service._routes) == {c.node_id for c in clients}
+            assert len({id(q) for q in service._routes.values()}) == 1
+    for w, core in enumerate(cores):
+        out = results[core.signer.node_id]
+        assert out == [b"ok"] * OPS + [b"v%d-%d" % (w, OPS - 1)]
