@@ -15,27 +15,28 @@ from hypothesis import strategies as st
 
 import bftconsensus as b
 from bftconsensus import _messages as ours
+from bftconsensus import _protocodec as codec
 from bftconsensus._pb.bftconsensus import v1 as generated
 
 CLASSES = [getattr(ours, name) for name in ours.__all__ if name not in ("Message", "Limits")]
 
 
 def _field_strategy(ftype: int, sub: type[ours.Message] | None) -> st.SearchStrategy[Any]:
-    if ftype == ours._U32:
+    if ftype == codec._U32:
         return st.integers(0, 2**32 - 1)
-    if ftype == ours._U64:
+    if ftype == codec._U64:
         return st.integers(0, 2**64 - 1)
-    if ftype == ours._BOOL:
+    if ftype == codec._BOOL:
         return st.booleans()
-    if ftype == ours._STR:
+    if ftype == codec._STR:
         return st.text(max_size=12)
-    if ftype == ours._BYTES:
+    if ftype == codec._BYTES:
         return st.binary(max_size=24)
-    if ftype == ours._RSTR:
+    if ftype == codec._RSTR:
         return st.lists(st.text(max_size=6), max_size=3)
     assert sub is not None
     inner = st.deferred(lambda: message(sub))
-    return inner if ftype == ours._MSG else st.lists(inner, max_size=3)
+    return inner if ftype == codec._MSG else st.lists(inner, max_size=3)
 
 
 def message(cls: type[ours.Message]) -> st.SearchStrategy[ours.Message]:

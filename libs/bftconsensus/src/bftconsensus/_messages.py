@@ -1,4 +1,4 @@
-"""The wire messages of ``protos/bftconsensus.proto`` as slotted dataclasses with a small codec.
+"""The wire messages of ``protos/bftconsensus.proto`` as slotted dataclasses (codec: ``_protocodec``).
 
 Why not the generated betterproto classes on this path: betterproto routes every attribute read
 through a Python-level ``__getattribute__`` and rebuilds field defaults under a warnings filter on
@@ -16,10 +16,8 @@ escapes, whatever the bytes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any, ClassVar, Final, TypeVar
 
-from bftconsensus._errors import DecodeError
+from bftconsensus._protocodec import BOOL, BYTES, RSTR, STR, U32, U64, Limits, Message, msg, rmsg, schema
 
 __all__ = [
     "Message",
@@ -49,240 +47,8 @@ __all__ = [
     "ReplicaState",
 ]
 
-# Field types of the schema (proto3, no packed scalars in bftconsensus.proto).
-_U32: Final = 0
-_U64: Final = 1
-_BOOL: Final = 2
-_STR: Final = 3
-_BYTES: Final = 4
-_MSG: Final = 5
-_RMSG: Final = 6  # repeated message
-_RSTR: Final = 7  # repeated string
 
-_MAX_VARINT_BYTES = 10
-_UINT_BITS = {_U32: 32, _U64: 64, _BOOL: 64}
-
-M = TypeVar("M", bound="Message")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Limits:
-    """Bounds applied while parsing (mirrors :class:`bftconsensus.WireLimits`)."""
-
-    max_bytes: int = 8 * 1024 * 1024
-    max_string_chars: int = 256
-    max_repeated: int = 8192
-
-
-_DEFAULT = Limits()
-
-
-def _put_varint(out: bytearray, value: int) -> None:
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-
-
-def _varint_bytes(value: int) -> bytes:
-    out = bytearray()
-    _put_varint(out, value)
-    return bytes(out)
-
-
-def _read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    stop = min(end, pos + _MAX_VARINT_BYTES)
-    while pos < stop:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-    raise DecodeError("truncated or over-long varint")
-
-
-class Message:
-    """Base of every wire message: ``bytes(msg)`` encodes, ``Msg().parse(data)`` decodes."""
-
-    __slots__ = ()
-    # (field number, attribute name, field type, message class or None, tag bytes)
-    _SPEC: ClassVar[tuple[tuple[int, str, int, type[Message] | None, bytes], ...]] = ()
-    _BY_NUMBER: ClassVar[dict[int, tuple[str, int, type[Message] | None]]] = {}
-
-    def __bytes__(self) -> bytes:
-        out = bytearray()
-        for _number, name, ftype, _sub, tag in self._SPEC:
-            value = getattr(self, name)
-            if ftype <= _BOOL:
-                if value:
-                    out += tag
-                    _put_varint(out, int(value))
-            elif ftype == _BYTES:
-                if value:
-                    out += tag
-                    _put_varint(out, len(value))
-                    out += value
-            elif ftype == _STR:
-                if value:
-                    raw = value.encode()
-                    out += tag
-                    _put_varint(out, len(raw))
-                    out += raw
-            elif ftype == _MSG:
-                raw = bytes(value)
-                if raw:
-                    out += tag
-                    _put_varint(out, len(raw))
-                    out += raw
-            elif ftype == _RMSG:
-                for item in value:
-                    raw = bytes(item)
-                    out += tag
-                    _put_varint(out, len(raw))
-                    out += raw
-            else:  # _RSTR
-                for item in value:
-                    raw = item.encode()
-                    out += tag
-                    _put_varint(out, len(raw))
-                    out += raw
-        return bytes(out)
-
-    def parse(self: M, data: bytes, limits: Limits = _DEFAULT) -> M:
-        """Fill this (fresh) message from ``data``; returns it (betterproto's calling convention)."""
-        if len(data) > limits.max_bytes:
-            raise DecodeError(f"{type(self).__name__} is {len(data)} bytes, at most {limits.max_bytes}")
-        self._fill(bytes(data), 0, len(data), limits)
-        return self
-
-    @classmethod
-    def decode(cls: type[M], data: bytes, limits: Limits = _DEFAULT) -> M:
-        return cls().parse(data, limits)
-
-    def _fill(self, buf: bytes, pos: int, end: int, limits: Limits) -> None:
-        spec = self._BY_NUMBER
-        while pos < end:
-            key = buf[pos]
-            if key < 0x80:
-                pos += 1
-            else:
-                key, pos = _read_varint(buf, pos, end)
-            number, wire = key >> 3, key & 7
-            if number == 0:
-                raise DecodeError(f"{type(self).__name__}: field number 0 is invalid")
-            field = spec.get(number)
-            if wire == 0:
-                value, pos = _read_varint(buf, pos, end)
-                if field is None:
-                    continue
-                name, ftype, _ = field
-                if ftype > _BOOL:
-                    raise DecodeError(f"{type(self).__name__}.{name} must be length-delimited")
-                if value >> _UINT_BITS[ftype]:
-                    raise DecodeError(f"{type(self).__name__}.{name} does not fit in its type")
-                object.__setattr__(self, name, bool(value) if ftype == _BOOL else value)
-            elif wire == 2:
-                if pos < end and buf[pos] < 0x80:
-                    length = buf[pos]
-                    pos += 1
-                else:
-                    length, pos = _read_varint(buf, pos, end)
-                stop = pos + length
-                if stop > end:
-                    raise DecodeError(
-                        f"{type(self).__name__}: field {number} claims {length} bytes, {end - pos} remain"
-                    )
-                if field is not None:
-                    self._set_delimited(field, buf, pos, stop, limits)
-                pos = stop
-            elif wire == 1:
-                pos += 8
-            elif wire == 5:
-                pos += 4
-            else:
-                raise DecodeError(f"{type(self).__name__}: unsupported wire type {wire} (field {number})")
-        if pos > end:
-            raise DecodeError(f"{type(self).__name__}: truncated fixed-width field")
-
-    def _set_delimited(
-        self, field: tuple[str, int, type[Message] | None], buf: bytes, pos: int, stop: int, limits: Limits
-    ) -> None:
-        name, ftype, sub = field
-        if ftype == _BYTES:
-            object.__setattr__(self, name, buf[pos:stop])
-        elif ftype in (_STR, _RSTR):
-            try:
-                text = buf[pos:stop].decode("utf-8")
-            except UnicodeDecodeError:
-                raise DecodeError(f"{type(self).__name__}.{name} is not valid UTF-8") from None
-            if len(text) > limits.max_string_chars:
-                raise DecodeError(
-                    f"field {type(self).__name__}.{name} has {len(text)} chars, at most {limits.max_string_chars}"
-                )
-            if ftype == _STR:
-                object.__setattr__(self, name, text)
-            else:
-                self._append(name, text, limits)
-        elif ftype in (_MSG, _RMSG):
-            assert sub is not None
-            inner = sub()
-            inner._fill(buf, pos, stop, limits)
-            if ftype == _MSG:
-                object.__setattr__(self, name, inner)
-            else:
-                self._append(name, inner, limits)
-        else:
-            raise DecodeError(f"{type(self).__name__}.{name} must be a varint")
-
-    def _append(self, name: str, value: object, limits: Limits) -> None:
-        items: list[Any] = getattr(self, name)
-        if len(items) >= limits.max_repeated:
-            raise DecodeError(
-                f"field {type(self).__name__}.{name} repeats more than {limits.max_repeated} times"
-            )
-        items.append(value)
-
-
-def _schema(*types: tuple[int, type[Message] | None]) -> Callable[[type[M]], type[M]]:
-    """Attach the wire schema (field types in declaration order, numbered from 1) to a class."""
-
-    def wrap(cls: type[M]) -> type[M]:
-        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-        if len(names) != len(types):
-            raise TypeError(f"{cls.__name__}: {len(names)} fields but {len(types)} wire types")
-        spec = []
-        for number, (name, (ftype, sub)) in enumerate(zip(names, types, strict=True), start=1):
-            wire = 0 if ftype <= _BOOL else 2
-            spec.append((number, name, ftype, sub, _varint_bytes((number << 3) | wire)))
-        cls._SPEC = tuple(spec)
-        cls._BY_NUMBER = {n: (name, ftype, sub) for n, name, ftype, sub, _ in spec}
-        return cls
-
-    return wrap
-
-
-def _msg(cls: type[Message]) -> tuple[int, type[Message]]:
-    return (_MSG, cls)
-
-
-def _rmsg(cls: type[Message]) -> tuple[int, type[Message]]:
-    return (_RMSG, cls)
-
-
-U32, U64, BOOL, STR, BYTES, RSTR = (
-    (_U32, None),
-    (_U64, None),
-    (_BOOL, None),
-    (_STR, None),
-    (_BYTES, None),
-    (_RSTR, None),
-)
-
-
-@_schema(U32, BYTES, STR, BYTES)
+@schema(U32, BYTES, STR, BYTES)
 @dataclasses.dataclass(slots=True)
 class Signed(Message):
     kind: int = 0
@@ -294,7 +60,7 @@ class Signed(Message):
 # ---- commit-reveal quorum execution ----
 
 
-@_schema(STR, STR, BYTES, STR)
+@schema(STR, STR, BYTES, STR)
 @dataclasses.dataclass(slots=True)
 class Operation(Message):
     op_id: str = ""
@@ -303,14 +69,14 @@ class Operation(Message):
     client: str = ""
 
 
-@_schema(_msg(Signed), U32)
+@schema(msg(Signed), U32)
 @dataclasses.dataclass(slots=True)
 class ExecuteRequest(Message):
     operation: Signed = dataclasses.field(default_factory=Signed)
     attempt: int = 0
 
 
-@_schema(STR, U32, STR, BYTES)
+@schema(STR, U32, STR, BYTES)
 @dataclasses.dataclass(slots=True)
 class Commit(Message):
     op_id: str = ""
@@ -319,14 +85,14 @@ class Commit(Message):
     digest: bytes = b""
 
 
-@_schema(STR, U32)
+@schema(STR, U32)
 @dataclasses.dataclass(slots=True)
 class RevealRequest(Message):
     op_id: str = ""
     attempt: int = 0
 
 
-@_schema(STR, U32, STR, BYTES, BYTES)
+@schema(STR, U32, STR, BYTES, BYTES)
 @dataclasses.dataclass(slots=True)
 class Reveal(Message):
     op_id: str = ""
@@ -336,7 +102,7 @@ class Reveal(Message):
     nonce: bytes = b""
 
 
-@_schema(U32, STR, _rmsg(Signed), U32)
+@schema(U32, STR, rmsg(Signed), U32)
 @dataclasses.dataclass(slots=True)
 class Evidence(Message):
     kind: int = 0
@@ -345,14 +111,14 @@ class Evidence(Message):
     attempt: int = 0
 
 
-@_schema(STR, U64)
+@schema(STR, U64)
 @dataclasses.dataclass(slots=True)
 class EligibleNode(Message):
     node: str = ""
     weight: int = 0
 
 
-@_schema(U32, RSTR, _rmsg(Signed), _rmsg(Signed), _rmsg(Signed))
+@schema(U32, RSTR, rmsg(Signed), rmsg(Signed), rmsg(Signed))
 @dataclasses.dataclass(slots=True)
 class Attempt(Message):
     attempt: int = 0
@@ -362,9 +128,9 @@ class Attempt(Message):
     late_reveals: list[Signed] = dataclasses.field(default_factory=list)
 
 
-@_schema(
-    _msg(Signed), BYTES, _rmsg(EligibleNode), U32, U32, U32, _rmsg(Attempt), BOOL, BYTES, RSTR, RSTR,
-    _rmsg(Evidence), U64, STR,
+@schema(
+    msg(Signed), BYTES, rmsg(EligibleNode), U32, U32, U32, rmsg(Attempt), BOOL, BYTES, RSTR, RSTR,
+    rmsg(Evidence), U64, STR,
 )  # fmt: skip
 @dataclasses.dataclass(slots=True)
 class Verdict(Message):
@@ -387,7 +153,7 @@ class Verdict(Message):
 # ---- PBFT state-machine replication ----
 
 
-@_schema(STR, U64, BYTES)
+@schema(STR, U64, BYTES)
 @dataclasses.dataclass(slots=True)
 class ClientRequest(Message):
     client: str = ""
@@ -395,7 +161,7 @@ class ClientRequest(Message):
     operation: bytes = b""
 
 
-@_schema(U64, U64, BYTES, _rmsg(Signed))
+@schema(U64, U64, BYTES, rmsg(Signed))
 @dataclasses.dataclass(slots=True)
 class PrePrepare(Message):
     view: int = 0
@@ -404,7 +170,7 @@ class PrePrepare(Message):
     requests: list[Signed] = dataclasses.field(default_factory=list)
 
 
-@_schema(U64, U64, BYTES, STR)
+@schema(U64, U64, BYTES, STR)
 @dataclasses.dataclass(slots=True)
 class Prepare(Message):
     view: int = 0
@@ -413,7 +179,7 @@ class Prepare(Message):
     replica: str = ""
 
 
-@_schema(U64, U64, BYTES, STR)
+@schema(U64, U64, BYTES, STR)
 @dataclasses.dataclass(slots=True)
 class CommitVote(Message):
     view: int = 0
@@ -422,7 +188,7 @@ class CommitVote(Message):
     replica: str = ""
 
 
-@_schema(U64, U64, STR, STR, BYTES)
+@schema(U64, U64, STR, STR, BYTES)
 @dataclasses.dataclass(slots=True)
 class Reply(Message):
     view: int = 0
@@ -432,7 +198,7 @@ class Reply(Message):
     result: bytes = b""
 
 
-@_schema(U64, BYTES, STR)
+@schema(U64, BYTES, STR)
 @dataclasses.dataclass(slots=True)
 class Checkpoint(Message):
     seq: int = 0
@@ -440,14 +206,14 @@ class Checkpoint(Message):
     replica: str = ""
 
 
-@_schema(_msg(Signed), _rmsg(Signed))
+@schema(msg(Signed), rmsg(Signed))
 @dataclasses.dataclass(slots=True)
 class PreparedProof(Message):
     pre_prepare: Signed = dataclasses.field(default_factory=Signed)
     prepares: list[Signed] = dataclasses.field(default_factory=list)
 
 
-@_schema(U64, U64, _rmsg(Signed), _rmsg(PreparedProof), STR)
+@schema(U64, U64, rmsg(Signed), rmsg(PreparedProof), STR)
 @dataclasses.dataclass(slots=True)
 class ViewChange(Message):
     new_view: int = 0
@@ -457,7 +223,7 @@ class ViewChange(Message):
     replica: str = ""
 
 
-@_schema(U64, _rmsg(Signed), _rmsg(Signed))
+@schema(U64, rmsg(Signed), rmsg(Signed))
 @dataclasses.dataclass(slots=True)
 class NewView(Message):
     view: int = 0
@@ -465,14 +231,14 @@ class NewView(Message):
     pre_prepares: list[Signed] = dataclasses.field(default_factory=list)
 
 
-@_schema(U64, STR)
+@schema(U64, STR)
 @dataclasses.dataclass(slots=True)
 class StateRequest(Message):
     seq: int = 0
     replica: str = ""
 
 
-@_schema(U64, BYTES, _rmsg(Signed), _msg(Signed))
+@schema(U64, BYTES, rmsg(Signed), msg(Signed))
 @dataclasses.dataclass(slots=True)
 class StateResponse(Message):
     seq: int = 0
@@ -481,7 +247,7 @@ class StateResponse(Message):
     new_view: Signed = dataclasses.field(default_factory=Signed)
 
 
-@_schema(STR, U64, BYTES)
+@schema(STR, U64, BYTES)
 @dataclasses.dataclass(slots=True)
 class ClientEntry(Message):
     client: str = ""
@@ -489,7 +255,7 @@ class ClientEntry(Message):
     result: bytes = b""
 
 
-@_schema(BYTES, _rmsg(ClientEntry), RSTR, RSTR, U64)
+@schema(BYTES, rmsg(ClientEntry), RSTR, RSTR, U64)
 @dataclasses.dataclass(slots=True)
 class ReplicaState(Message):
     application: bytes = b""

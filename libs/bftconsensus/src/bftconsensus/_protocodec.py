@@ -1,0 +1,250 @@
+"""A small proto3 codec for dataclass messages: the engine under :mod:`bftconsensus._messages`.
+
+A message class is a slotted dataclass whose fields, in declaration order, are proto fields 1, 2,
+3...; :func:`schema` attaches their wire types. ``bytes(msg)`` encodes (proto3 rules: zero and
+empty scalars left out, sub-messages written when non-empty, repeated entries always), and
+``Msg().parse(data, limits)`` decodes, bounded while it parses (total size, string length,
+repeated counts); any malformed input raises ``DecodeError`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar, Final, TypeVar
+
+from bftconsensus._errors import DecodeError
+
+__all__ = ["Message", "Limits", "schema", "msg", "rmsg", "U32", "U64", "BOOL", "STR", "BYTES", "RSTR"]
+
+# Field types of the schema (proto3, no packed scalars in bftconsensus.proto).
+_U32: Final = 0
+_U64: Final = 1
+_BOOL: Final = 2
+_STR: Final = 3
+_BYTES: Final = 4
+_MSG: Final = 5
+_RMSG: Final = 6  # repeated message
+_RSTR: Final = 7  # repeated string
+
+_MAX_VARINT_BYTES = 10
+_UINT_BITS = {_U32: 32, _U64: 64, _BOOL: 64}
+
+M = TypeVar("M", bound="Message")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds applied while parsing (mirrors :class:`bftconsensus.WireLimits`)."""
+
+    max_bytes: int = 8 * 1024 * 1024
+    max_string_chars: int = 256
+    max_repeated: int = 8192
+
+
+_DEFAULT = Limits()
+
+
+def _put_varint(out: bytearray, value: int) -> None:
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    _put_varint(out, value)
+    return bytes(out)
+
+
+def _read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    result = 0
+    shift = 0
+    stop = min(end, pos + _MAX_VARINT_BYTES)
+    while pos < stop:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+    raise DecodeError("truncated or over-long varint")
+
+
+class Message:
+    """Base of every wire message: ``bytes(msg)`` encodes, ``Msg().parse(data)`` decodes."""
+
+    __slots__ = ()
+    # (field number, attribute name, field type, message class or None, tag bytes)
+    _SPEC: ClassVar[tuple[tuple[int, str, int, type[Message] | None, bytes], ...]] = ()
+    _BY_NUMBER: ClassVar[dict[int, tuple[str, int, type[Message] | None]]] = {}
+
+    def __bytes__(self) -> bytes:
+        out = bytearray()
+        for _number, name, ftype, _sub, tag in self._SPEC:
+            value = getattr(self, name)
+            if ftype <= _BOOL:
+                if value:
+                    out += tag
+                    _put_varint(out, int(value))
+            elif ftype == _BYTES:
+                if value:
+                    out += tag
+                    _put_varint(out, len(value))
+                    out += value
+            elif ftype == _STR:
+                if value:
+                    raw = value.encode()
+                    out += tag
+                    _put_varint(out, len(raw))
+                    out += raw
+            elif ftype == _MSG:
+                raw = bytes(value)
+                if raw:
+                    out += tag
+                    _put_varint(out, len(raw))
+                    out += raw
+            elif ftype == _RMSG:
+                for item in value:
+                    raw = bytes(item)
+                    out += tag
+                    _put_varint(out, len(raw))
+                    out += raw
+            else:  # _RSTR
+                for item in value:
+                    raw = item.encode()
+                    out += tag
+                    _put_varint(out, len(raw))
+                    out += raw
+        return bytes(out)
+
+    def parse(self: M, data: bytes, limits: Limits = _DEFAULT) -> M:
+        """Fill this (fresh) message from ``data``; returns it (betterproto's calling convention)."""
+        if len(data) > limits.max_bytes:
+            raise DecodeError(f"{type(self).__name__} is {len(data)} bytes, at most {limits.max_bytes}")
+        self._fill(bytes(data), 0, len(data), limits)
+        return self
+
+    @classmethod
+    def decode(cls: type[M], data: bytes, limits: Limits = _DEFAULT) -> M:
+        return cls().parse(data, limits)
+
+    def _fill(self, buf: bytes, pos: int, end: int, limits: Limits) -> None:
+        spec = self._BY_NUMBER
+        while pos < end:
+            key = buf[pos]
+            if key < 0x80:
+                pos += 1
+            else:
+                key, pos = _read_varint(buf, pos, end)
+            number, wire = key >> 3, key & 7
+            if number == 0:
+                raise DecodeError(f"{type(self).__name__}: field number 0 is invalid")
+            field = spec.get(number)
+            if wire == 0:
+                value, pos = _read_varint(buf, pos, end)
+                if field is None:
+                    continue
+                name, ftype, _ = field
+                if ftype > _BOOL:
+                    raise DecodeError(f"{type(self).__name__}.{name} must be length-delimited")
+                if value >> _UINT_BITS[ftype]:
+                    raise DecodeError(f"{type(self).__name__}.{name} does not fit in its type")
+                object.__setattr__(self, name, bool(value) if ftype == _BOOL else value)
+            elif wire == 2:
+                if pos < end and buf[pos] < 0x80:
+                    length = buf[pos]
+                    pos += 1
+                else:
+                    length, pos = _read_varint(buf, pos, end)
+                stop = pos + length
+                if stop > end:
+                    raise DecodeError(
+                        f"{type(self).__name__}: field {number} claims {length} bytes, {end - pos} remain"
+                    )
+                if field is not None:
+                    self._set_delimited(field, buf, pos, stop, limits)
+                pos = stop
+            elif wire == 1:
+                pos += 8
+            elif wire == 5:
+                pos += 4
+            else:
+                raise DecodeError(f"{type(self).__name__}: unsupported wire type {wire} (field {number})")
+        if pos > end:
+            raise DecodeError(f"{type(self).__name__}: truncated fixed-width field")
+
+    def _set_delimited(
+        self, field: tuple[str, int, type[Message] | None], buf: bytes, pos: int, stop: int, limits: Limits
+    ) -> None:
+        name, ftype, sub = field
+        if ftype == _BYTES:
+            object.__setattr__(self, name, buf[pos:stop])
+        elif ftype in (_STR, _RSTR):
+            try:
+                text = buf[pos:stop].decode("utf-8")
+            except UnicodeDecodeError:
+                raise DecodeError(f"{type(self).__name__}.{name} is not valid UTF-8") from None
+            if len(text) > limits.max_string_chars:
+                raise DecodeError(
+                    f"field {type(self).__name__}.{name} has {len(text)} chars, at most {limits.max_string_chars}"
+                )
+            if ftype == _STR:
+                object.__setattr__(self, name, text)
+            else:
+                self._append(name, text, limits)
+        elif ftype in (_MSG, _RMSG):
+            assert sub is not None
+            inner = sub()
+            inner._fill(buf, pos, stop, limits)
+            if ftype == _MSG:
+                object.__setattr__(self, name, inner)
+            else:
+                self._append(name, inner, limits)
+        else:
+            raise DecodeError(f"{type(self).__name__}.{name} must be a varint")
+
+    def _append(self, name: str, value: object, limits: Limits) -> None:
+        items: list[Any] = getattr(self, name)
+        if len(items) >= limits.max_repeated:
+            raise DecodeError(
+                f"field {type(self).__name__}.{name} repeats more than {limits.max_repeated} times"
+            )
+        items.append(value)
+
+
+def schema(*types: tuple[int, type[Message] | None]) -> Callable[[type[M]], type[M]]:
+    """Attach the wire schema (field types in declaration order, numbered from 1) to a class."""
+
+    def wrap(cls: type[M]) -> type[M]:
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        if len(names) != len(types):
+            raise TypeError(f"{cls.__name__}: {len(names)} fields but {len(types)} wire types")
+        spec = []
+        for number, (name, (ftype, sub)) in enumerate(zip(names, types, strict=True), start=1):
+            wire = 0 if ftype <= _BOOL else 2
+            spec.append((number, name, ftype, sub, _varint_bytes((number << 3) | wire)))
+        cls._SPEC = tuple(spec)
+        cls._BY_NUMBER = {n: (name, ftype, sub) for n, name, ftype, sub, _ in spec}
+        return cls
+
+    return wrap
+
+
+def msg(cls: type[Message]) -> tuple[int, type[Message]]:
+    return (_MSG, cls)
+
+
+def rmsg(cls: type[Message]) -> tuple[int, type[Message]]:
+    return (_RMSG, cls)
+
+
+U32, U64, BOOL, STR, BYTES, RSTR = (
+    (_U32, None),
+    (_U64, None),
+    (_BOOL, None),
+    (_STR, None),
+    (_BYTES, None),
+    (_RSTR, None),
+)
