@@ -3,6 +3,7 @@ connections take their source ports), so a port picked now is still free when a 
 
 from __future__ import annotations
 
+import random
 import socket
 
 import pytest
@@ -21,19 +22,25 @@ def test_ports_are_bindable_and_below_the_ephemeral_range() -> None:
 
 
 def test_a_port_in_use_is_never_returned(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = random.SystemRandom()
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         taken = held.getsockname()[1]
         held.listen()
-        values = iter([taken, taken, taken + 1 if taken + 1 < 65536 else taken - 1])
+        drawn: list[int] = []
 
-        class Fixed:
+        class TakenTwiceFirst:
+            """Draws the busy port twice, then random ports as usual."""
+
             def randrange(self, lo: int, hi: int) -> int:
-                return next(values)
+                value = taken if len(drawn) < 2 else real.randrange(lo, hi)
+                drawn.append(value)
+                return value
 
-        monkeypatch.setattr(_ports.random, "SystemRandom", Fixed)
+        monkeypatch.setattr(_ports.random, "SystemRandom", TakenTwiceFirst)
         port = free_port()
-        assert port != taken
+    assert drawn[:2] == [taken, taken]  # it did try the busy port...
+    assert port != taken  # ...and moved on
 
 
 def test_an_address_not_on_this_machine_is_an_error() -> None:
