@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -24,12 +23,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def get_alerts(api: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(f"{api}/api/v2/alerts", timeout=5) as response:  # noqa: S310 (local)
         alerts: list[dict[str, Any]] = json.loads(response.read())
@@ -39,9 +32,9 @@ def get_alerts(api: str) -> list[dict[str, Any]]:
 @pytest.mark.skipif(
     ALERTMANAGER is None, reason="alertmanager not installed (Debian 'prometheus-alertmanager')"
 )
-async def test_alertmanager_receives_firing_and_resolved_alerts(tmp_path: Path) -> None:
+async def test_alertmanager_receives_firing_and_resolved_alerts(tmp_path: Path, listen_port: int) -> None:
     assert ALERTMANAGER is not None
-    port = free_port()
+    port = listen_port
     config = tmp_path / "alertmanager.yml"
     config.write_text("route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n")
     log = (tmp_path / "alertmanager.log").open("w")

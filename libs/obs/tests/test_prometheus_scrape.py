@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import urllib.parse
 import urllib.request
@@ -25,12 +24,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 PROMETHEUS = shutil.which("prometheus")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def query(api: str, expr: str) -> list[dict[str, Any]]:
     url = f"{api}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (our local Prometheus)
@@ -43,7 +36,7 @@ def query(api: str, expr: str) -> list[dict[str, Any]]:
 @pytest.mark.skipif(
     PROMETHEUS is None, reason="prometheus binary not installed (Debian package 'prometheus')"
 )
-async def test_a_real_prometheus_scrapes_the_endpoint(tmp_path: Path) -> None:
+async def test_a_real_prometheus_scrapes_the_endpoint(tmp_path: Path, listen_port: int) -> None:
     assert PROMETHEUS is not None
     registry = CollectorRegistry()
     m = obs.Metrics("meshnet", registry=registry)
@@ -54,7 +47,7 @@ async def test_a_real_prometheus_scrapes_the_endpoint(tmp_path: Path) -> None:
     m.histogram("rpc_latency", "RPC latency", unit="seconds", buckets=(0.1, 1.0)).observe(0.2)
 
     async with obs.MetricsServer(registry) as server:
-        web_port = free_port()
+        web_port = listen_port
         config = tmp_path / "prometheus.yml"
         config.write_text(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
