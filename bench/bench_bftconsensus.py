@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -35,6 +36,16 @@ DURATION = 3.0
 
 def _port() -> int:
     return free_port()
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time consumed so far by the given processes (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def _wait_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 30.0) -> None:
@@ -66,6 +77,7 @@ class PbftCluster:
             "clients": {c.node_id: c.public_key.hex() for c in self.clients},
         }
         (tmp / f"cluster{n}.json").write_text(json.dumps(doc))
+        self.pids: list[int] = []
         self.names = list(doc["replicas"])
         self.addresses = {k: ("127.0.0.1", v["port"]) for k, v in doc["replicas"].items()}
         self.keys = {k: bytes.fromhex(v["public_key"]) for k, v in doc["replicas"].items()}
@@ -92,7 +104,13 @@ class PbftCluster:
             )
             stack.callback(_stop, proc)
             _wait_line(proc, "ready")
+            self.pids.append(proc.pid)
         self.round = 0
+
+    def cpu_per_op_us(self) -> float:
+        """CPU (replicas + load generator) per operation, 32 clients, in microseconds."""
+        self.round += 1
+        return anyio.run(self._load, self.clients[:CLIENTS], DURATION, backend_options=backend_options())[2]
 
     def throughput(self, clients: int) -> float:
         self.round += 1
@@ -102,7 +120,7 @@ class PbftCluster:
         self.round += 1
         return anyio.run(self._load, self.clients[-1:], DURATION, backend_options=backend_options())[1]
 
-    async def _load(self, idents: list[NodeIdentity], duration: float) -> tuple[float, float]:
+    async def _load(self, idents: list[NodeIdentity], duration: float) -> tuple[float, float, float]:
         lat: list[float] = []
         count = 0
         cores = [
@@ -128,11 +146,13 @@ class PbftCluster:
                     i += 1
 
             start = time.perf_counter()
+            cpu0 = _cpu_seconds(self.pids) + time.process_time()
             async with anyio.create_task_group() as tg:
                 for w, core in enumerate(cores):
                     tg.start_soon(worker, core.signer.node_id, w)
             elapsed = time.perf_counter() - start
-        return count / elapsed, 1000 * statistics.median(lat)
+            cpu = _cpu_seconds(self.pids) + time.process_time() - cpu0
+        return count / elapsed, 1000 * statistics.median(lat), 1e6 * cpu / max(count, 1)
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
@@ -147,6 +167,7 @@ class EtcdCluster:
         peers = [_port() for _ in range(3)]
         self.client_ports = [_port() for _ in range(3)]
         initial = ",".join(f"m{i}=http://127.0.0.1:{p}" for i, p in enumerate(peers))
+        self.pids: list[int] = []
         for i in range(3):
             proc = subprocess.Popen(
                 [
@@ -176,6 +197,7 @@ class EtcdCluster:
                 stderr=subprocess.DEVNULL,
             )
             stack.callback(_stop, proc)  # type: ignore[arg-type]
+            self.pids.append(proc.pid)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -188,10 +210,14 @@ class EtcdCluster:
     def throughput(self, clients: int) -> float:
         return anyio.run(self._run, clients, DURATION)[0]
 
+    def cpu_per_op_us(self) -> float:
+        """CPU (etcd members + grpcio load generator) per put, 32 clients, in microseconds."""
+        return anyio.run(self._run, CLIENTS, DURATION)[2]
+
     def latency_ms(self) -> float:
         return anyio.run(self._run, 1, DURATION)[1]
 
-    async def _run(self, clients: int, duration: float) -> tuple[float, float]:
+    async def _run(self, clients: int, duration: float) -> tuple[float, float, float]:
         import grpc  # grpcio: a dependency of the bench only
 
         def put_request(key: bytes, value: bytes) -> bytes:
@@ -221,14 +247,16 @@ class EtcdCluster:
                     i += 1
 
             start = time.perf_counter()
+            cpu0 = _cpu_seconds(self.pids) + time.process_time()
             async with anyio.create_task_group() as tg:
                 for w in range(clients):
                     tg.start_soon(worker, w)
             elapsed = time.perf_counter() - start
+            cpu = _cpu_seconds(self.pids) + time.process_time() - cpu0
         finally:
             for ch in channels:
                 await ch.close()
-        return count / elapsed, 1000 * statistics.median(lat)
+        return count / elapsed, 1000 * statistics.median(lat), 1e6 * cpu / max(count, 1)
 
 
 def comparisons(stack: contextlib.ExitStack) -> list[Comparison]:
@@ -261,6 +289,16 @@ def comparisons(stack: contextlib.ExitStack) -> list[Comparison]:
             peer=peer_tp,
             repetitions=3,
             note=note,
+        ),
+        Comparison(
+            name=f"PBFT n=4 CPU per put, {CLIENTS} clients (every process)",
+            unit="us CPU/op",
+            higher_is_better=False,
+            ours=Trial("bftconsensus n=4 + load generator", n4.cpu_per_op_us),
+            peer=Trial("etcd 3 members + grpcio load generator", etcd.cpu_per_op_us),
+            repetitions=3,
+            note="CPU time of the servers and the load generator over the timed window, per operation: "
+            "steadier than ops/s on a shared machine",
         ),
         Comparison(
             name="PBFT n=4 put latency, 1 client (median)",
