@@ -182,6 +182,12 @@ def test_oversized_write_is_refused_before_buffering() -> None:
     assert not ev.clean
 
 
+def test_read_reply_header_is_what_precedes_the_data() -> None:
+    for conn in (negotiated(structured=False), negotiated()):
+        for data in (b"", b"xy", bytes(4096)):
+            assert conn.read_reply_header(7, 8192, len(data)) + data == conn.read_reply(7, 8192, data)
+
+
 def test_read_reply_formats_simple_and_structured() -> None:
     simple = negotiated(structured=False)
     assert simple.read_reply(5, 0, b"xy") == struct.pack(">IIQ", p.SIMPLE_REPLY_MAGIC, 0, 5) + b"xy"

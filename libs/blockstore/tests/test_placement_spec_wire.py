@@ -16,10 +16,14 @@ import blockstore
 from blockstore import StorageNodeInfo, VolumeSpec, WritePolicy, place_chunk
 from blockstore._records import RECORD_SIZE
 from blockstore._wire import (
+    MAX_READ_BYTES,
+    MAX_READS,
     MAX_WRITES,
+    READ_ENTRY,
     WRITE_ENTRY,
     FrameDecoder,
     Op,
+    decode_reads,
     decode_request,
     decode_response,
     decode_writes,
@@ -157,6 +161,37 @@ def test_writes_decoder_raises_only_wire_errors(
         for _first, _chunk, _gen, data, records in decode_writes(entries, payload, 512, RECORD_SIZE):
             assert len(data) % 512 == 0
             assert len(records) == len(data) // 512 * RECORD_SIZE
+
+
+def test_reads_request_round_trip() -> None:
+    entries = [(9, 1), (0, 32), (9, 1)]
+    body = encode_request(Op.READS, 3, (3,), *(READ_ENTRY.pack(*e) for e in entries))
+    req = decode_request(body)
+    assert decode_reads(req.fields[0], req.payload, 4096) == entries
+
+
+@pytest.mark.parametrize(
+    ("entries", "payload", "message"),
+    [
+        (0, b"", "must be 1.."),
+        (MAX_READS + 1, b"", "must be 1.."),
+        (2, READ_ENTRY.pack(0, 1), "2 entries take"),
+        (1, READ_ENTRY.pack(0, 0), "0 blocks"),
+        (1, READ_ENTRY.pack(0, MAX_READ_BYTES // 4096 + 1), "exceeds"),
+        (2, READ_ENTRY.pack(0, 2**32 - 1) * 2, "exceeds"),
+    ],
+)
+def test_reads_decoder_refuses_bad_counts(entries: int, payload: bytes, message: str) -> None:
+    with pytest.raises(blockstore.WireError, match=message):
+        decode_reads(entries, payload, 4096)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32 - 1), st.binary(max_size=256))
+def test_reads_decoder_raises_only_wire_errors(entries: int, payload: bytes) -> None:
+    with contextlib.suppress(blockstore.WireError):
+        decoded = decode_reads(entries, payload, 4096)
+        assert sum(count for _first, count in decoded) * 4096 <= MAX_READ_BYTES
 
 
 def test_cli_bad_argument_is_one_line_not_a_traceback() -> None:

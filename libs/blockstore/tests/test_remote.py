@@ -160,8 +160,35 @@ async def test_coalesced_writes_keep_their_order_around_other_requests(tmp_path:
         assert first.error is None
         assert replica.read_result(read_b, 1)[0] == b"B" * 4096
         assert replica.read_result(read_c, 1)[0] == b"C" * 4096
-        assert node.stores["batch"].generations[0] == 3  # stored once per batch, the last value
+        assert node.stores["batch"].generations[0] == 3  # the last write's generation
         assert (await replica.chunk_states())[0][0] == 3
+
+
+async def test_coalesced_reads_each_get_their_own_blocks_in_wire_order(tmp_path: Path) -> None:
+    spec = blockstore.VolumeSpec(name="reads", size=2 * MiB, chunk_size=MiB, replicas=1)
+    async with (
+        serve_storage_node(tmp_path / "n0") as node,
+        RemoteReplica("n0", "127.0.0.1", node.port, spec) as replica,
+    ):
+        await replica.ping()  # connects
+        rec = bytes(40)
+        replica.submit_write(0, b"A" * 4096, rec, 0, 1)
+        reads = [replica.submit_read(0, 1), replica.submit_read(1, 2)]  # one READS request
+        replica.submit_write(0, b"B" * 4096, rec, 0, 2)  # after those reads, before the next
+        reads.append(replica.submit_read(0, 1))
+        done = [r for r in reads if r is not None]
+        assert len(done) == 3
+        assert len({id(r) for r in done}) == 3  # each read has its own completion
+        with anyio.fail_after(5):
+            for r in done:
+                await r.wait()
+        assert replica.read_result(done[0], 1)[0] == b"A" * 4096
+        assert replica.read_result(done[1], 2) == (bytes(8192), bytes(80))  # holes
+        assert replica.read_result(done[2], 1)[0] == b"B" * 4096
+        bad = replica.submit_read(511, 2)  # past the end: the node refuses the whole request
+        assert bad is not None
+        with anyio.fail_after(5), pytest.raises(blockstore.BlockstoreError):
+            await bad.wait()
 
 
 async def test_begin_read_answers_from_a_remote_replica_and_hands_failures_back(tmp_path: Path) -> None:

@@ -285,3 +285,22 @@ async def test_in_process_replicas_store_generations_at_flush(
         assert stored() == 2  # durable with the data
         await vol.write(MiB, os.urandom(4096))
     assert stored() == 3  # and at close
+
+
+@pytest.mark.parametrize(
+    ("offset", "length"),
+    [(0, 4096), (61440, 8192), (4096, 65536), (65536, 65536), (12288, 300 * 1024), (0, 1 << 20)],
+)
+def test_data_written_in_aligned_pieces_lands_byte_for_byte(tmp_path: Path, offset: int, length: int) -> None:
+    from blockstore._chunkstore import _pwrite_pieces
+
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        payload = os.urandom(length)
+        _pwrite_pieces(fd, payload, offset)
+        assert os.pread(fd, length + 8192, offset - 4096 if offset else 0) == (
+            (bytes(4096) if offset else b"") + payload
+        )
+    finally:
+        os.close(fd)

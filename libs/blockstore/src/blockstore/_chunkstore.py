@@ -5,8 +5,7 @@ Layout in the volume's directory:
 - ``data``: sparse file of the volume's size; block *i* lives at ``i * block_size``.
 - ``records``: sparse file of 40-byte block records (see ``_records``).
 - ``generations``: one little-endian u64 per chunk, bumped by the front end on every write to it
-  (stored with each write; by storage nodes once per received batch; by replicas inside the
-  serving process at FLUSH and close, see ``defer_generations``).
+  (stored with each write, or at FLUSH and close with ``defer_generations`` as replicas use it).
 - ``geometry``: the spec the files were created with, checked on reopen.
 
 Writes go to the page cache; :meth:`ChunkStore.flush` fdatasyncs all three files, which is
@@ -34,6 +33,26 @@ _FALLOC_FL_PUNCH_HOLE = 0x02
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 ChunkImage = tuple[int, bytes, bytes]  # generation, data, records
+
+
+# Data is written in pieces of at most this many bytes, aligned to it. Linux (6.x) sizes ext4
+# page-cache folios by the write that creates them, and every later small write into a folio walks
+# all of its buffer heads: after 1 MiB writes, a 4 KiB overwrite cost 4.6 us instead of 2.1 us, and
+# 128 KiB writes were slower too (20 us against 12.6 us in 64 KiB pieces). Harmless elsewhere.
+_PIECE = 64 * 1024
+
+
+def _pwrite_pieces(fd: int, data: bytes, offset: int) -> None:
+    end = offset + len(data)
+    if (offset ^ (end - 1)) < _PIECE:  # inside one aligned piece: the common case, one call
+        os.pwrite(fd, data, offset)
+        return
+    view = memoryview(data)
+    at = offset
+    while at < end:
+        stop = min(end, (at // _PIECE + 1) * _PIECE)
+        os.pwrite(fd, view[at - offset : stop - offset], at)
+        at = stop
 
 
 def _punch_hole(fd: int, offset: int, length: int) -> bool:
@@ -124,15 +143,15 @@ class ChunkStore:
         if len(data) != count * self.block_size or len(records) != count * RECORD_SIZE:
             raise OutOfRangeError("data/records length does not match a whole number of blocks")
         self._check(first_block, count)
-        os.pwrite(self._data, data, first_block * self.block_size)
+        _pwrite_pieces(self._data, data, first_block * self.block_size)
         os.pwrite(self._records, records, first_block * RECORD_SIZE)
         self._set_generation(chunk, generation)
 
     def write_many(self, entries: Iterable[tuple[int, int, int, bytes, bytes]]) -> None:
         """Apply ``(first_block, chunk, generation, data, records)`` writes in order.
 
-        Same result as :meth:`write` on each, with each touched chunk's generation stored once
-        (its last value) instead of once per write: one ``pwrite`` fewer per coalesced write.
+        Same result as :meth:`write` on each; each touched chunk's generation is set once (its
+        last value), which without ``defer_generations`` saves a ``pwrite`` per coalesced write.
         Entries before a bad one are applied; the bad one raises (the caller fails the batch).
         """
         bs = self.block_size
@@ -145,7 +164,7 @@ class ChunkStore:
                 self._check(first_block, count)
                 if not 0 <= chunk < self.chunks:
                     raise OutOfRangeError(f"chunk {chunk} outside 0..{self.chunks}")
-                os.pwrite(self._data, data, first_block * bs)
+                _pwrite_pieces(self._data, data, first_block * bs)
                 os.pwrite(self._records, records, first_block * RECORD_SIZE)
                 touched[chunk] = generation
         finally:
@@ -158,7 +177,7 @@ class ChunkStore:
         os.pwrite(self._records, bytes(count * RECORD_SIZE), first_block * RECORD_SIZE)
         offset, length = first_block * self.block_size, count * self.block_size
         if not _punch_hole(self._data, offset, length):
-            os.pwrite(self._data, bytes(length), offset)
+            _pwrite_pieces(self._data, bytes(length), offset)
         self._set_generation(chunk, generation)
 
     def read(self, first_block: int, count: int) -> tuple[bytes, bytes]:

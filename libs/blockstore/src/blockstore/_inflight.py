@@ -8,6 +8,8 @@ is still pending after the operation timeout, instead of a cancel scope per oper
 
 from __future__ import annotations
 
+import functools
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -50,7 +52,7 @@ class InflightWrite:
             self._settle_result(node_id, completion.error)
             return
         self.pending.add(node_id)
-        completion.add_done_callback(lambda error: self.settle(node_id, error))
+        completion.add_done_callback(functools.partial(self.settle, node_id))
 
     def _settle_result(self, node_id: str, error: BaseException | None) -> RoundOutcome:
         if error is None:
@@ -61,11 +63,16 @@ class InflightWrite:
 
     def settle(self, node_id: str, error: BaseException | None) -> None:
         """A target answered (``error`` None) or failed; late answers after a timeout are ignored."""
-        if node_id not in self.pending:
+        pending = self.pending
+        if node_id not in pending:
             return
-        self.pending.discard(node_id)
-        outcome = self._settle_result(node_id, error)
-        if not self.pending:
+        pending.discard(node_id)
+        if error is None:
+            outcome = self.round.ack(node_id)
+        else:
+            outcome = self.round.fail(node_id)
+            self._on_failure(node_id)
+        if not pending:
             self._release()
         if outcome is not RoundOutcome.PENDING or not self.pending:
             if self._decided is not None:
@@ -112,7 +119,8 @@ class Deadlines:
 
     Every operation gets the same timeout, so deadlines arrive in order and a deque is the whole
     timer wheel: ``add`` is an append, and the sweeper (run in the volume's task group) calls each
-    ``expire`` whose deadline passed. Expiring an operation that already finished must be a no-op.
+    ``expire`` whose deadline passed (deadlines are ``time.monotonic()`` seconds). Expiring an
+    operation that already finished must be a no-op.
     Timeouts fire between ``timeout`` and ``timeout * (1 + 1/8)`` after ``add``.
     """
 
@@ -123,7 +131,9 @@ class Deadlines:
         self._queue: deque[tuple[float, Callable[[], None]]] = deque()
 
     def add(self, expire: Callable[[], None]) -> None:
-        self._queue.append((anyio.current_time() + self.timeout, expire))
+        # time.monotonic, not anyio.current_time: this runs for every write and remote read, and
+        # the backend lookup behind anyio's clock cost more than the rest of this method.
+        self._queue.append((time.monotonic() + self.timeout, expire))
 
     def sweep(self, now: float) -> None:
         queue = self._queue
@@ -134,4 +144,4 @@ class Deadlines:
         period = max(self.timeout / 8, 0.002)
         while True:
             await anyio.sleep(period)
-            self.sweep(anyio.current_time())
+            self.sweep(time.monotonic())

@@ -207,19 +207,16 @@ class NbdServerConnection:
 
     def read_reply(self, handle: int, offset: int, data: bytes) -> bytes:
         """Successful read reply: one OFFSET_DATA chunk (structured) or a simple reply plus data."""
+        return self.read_reply_header(handle, offset, len(data)) + data
+
+    def read_reply_header(self, handle: int, offset: int, length: int) -> bytes:
+        """What precedes ``length`` bytes of data in :meth:`read_reply` (a driver that writes
+        header and data in one gather saves copying the data once more)."""
         if self.structured_replies:
-            return (
-                _STRUCT_REPLY.pack(
-                    p.STRUCTURED_REPLY_MAGIC,
-                    p.REPLY_FLAG_DONE,
-                    p.REPLY_TYPE_OFFSET_DATA,
-                    handle,
-                    8 + len(data),
-                )
-                + offset.to_bytes(8, "big")
-                + data
-            )
-        return _SIMPLE_REPLY.pack(p.SIMPLE_REPLY_MAGIC, 0, handle) + data
+            return _STRUCT_REPLY.pack(
+                p.STRUCTURED_REPLY_MAGIC, p.REPLY_FLAG_DONE, p.REPLY_TYPE_OFFSET_DATA, handle, 8 + length
+            ) + offset.to_bytes(8, "big")
+        return _SIMPLE_REPLY.pack(p.SIMPLE_REPLY_MAGIC, 0, handle)
 
     # -- state machine ------------------------------------------------------------------------
     def _take(self, n: int) -> bytes:

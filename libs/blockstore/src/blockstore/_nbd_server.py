@@ -4,7 +4,9 @@ Requests on one connection are served concurrently (clients pipeline up to their
 and replies go out in completion order. The reader parses every request already received; those
 the device can serve without yielding (:class:`blockstore.Volume`'s ``read_now`` / ``begin_write``:
 reads from in-process replicas, write submission) are answered inline, and all replies of that
-batch leave in one write. The rest run on reused per-connection workers.
+batch leave in one write. Writes waiting for storage nodes and reads submitted to them
+(``begin_read``) are answered from completion callbacks. The rest run on reused per-connection
+workers.
 """
 
 from __future__ import annotations
@@ -134,7 +136,8 @@ async def _serve_request(
     try:
         if req.command == p.CMD_READ:
             data = await device.read(req.offset, req.length)
-            out = conn.read_reply(req.handle, req.offset, data)
+            outbox.put_many([conn.read_reply_header(req.handle, req.offset, len(data)), data])
+            return
         else:
             if req.command == p.CMD_WRITE:
                 await device.write(req.offset, req.data, fua=req.fua)
@@ -237,14 +240,16 @@ def _error_reply(conn: NbdServerConnection, req: NbdRequest, server: NbdServer, 
 
 
 class _FastPath:
-    """A device's synchronous shortcuts (``read_now`` / ``begin_write``), when it has them.
+    """A device's synchronous shortcuts (``read_now`` / ``begin_read`` / ``begin_write``), if any.
 
     :class:`blockstore.Volume` serves a read without yielding when all it needs is in this
     process, and submits a write to its replicas without yielding. Doing both inline in the
     reader loop, and answering all requests of one received batch in one write, removes the
     per-request task switches that dominated the profile. A write still waiting for remote
-    replicas is answered from the volume's completion callback (no task per write either);
-    ``unanswered`` counts those, so the connection does not end before they are answered.
+    replicas, and a read submitted to a storage node (``begin_read``), are answered from the
+    volume's completion callbacks (no task per request either; a read the fast path gives up on
+    goes to a worker); ``unanswered`` counts those, so the connection does not end before they
+    are answered.
     """
 
     __slots__ = ("_drained", "_fallback", "begin_read", "begin_write", "read_now", "unanswered")
@@ -278,7 +283,7 @@ class _FastPath:
                 if data is None:
                     self._fallback(req)  # another replica, or the repairing path
                 else:
-                    outbox.put(conn.read_reply(req.handle, req.offset, data))
+                    outbox.put_many([conn.read_reply_header(req.handle, req.offset, len(data)), data])
             except Exception as exc:  # never let one request kill the connection or the server
                 outbox.put(_error_reply(conn, req, server, exc))
             self._answered()
@@ -302,26 +307,35 @@ class _FastPath:
         ticket.add_done_callback(answer)
 
     async def drain(self) -> None:
-        """Until every write answered from a callback has been answered."""
+        """Until every request left to a callback has been answered."""
         while self.unanswered:
             self._drained = anyio.Event()
             await self._drained.wait()
 
     def serve(
-        self, conn: NbdServerConnection, req: NbdRequest, outbox: _Outbox, server: NbdServer
-    ) -> bytes | None:
-        """The reply; ``b""`` when a callback will put it; None when the plain async path must serve it."""
+        self,
+        conn: NbdServerConnection,
+        req: NbdRequest,
+        outbox: _Outbox,
+        server: NbdServer,
+        replies: list[bytes],
+    ) -> int | None:
+        """Append the reply's parts to ``replies`` and return their size (0: a callback will put
+        the reply); None when the plain async path must serve the request."""
         command = req.command
         try:
             if command == p.CMD_READ and self.read_now is not None:
                 data = self.read_now(req.offset, req.length)
-                if data is not None:
-                    return conn.read_reply(req.handle, req.offset, data)
+                if data is not None:  # header and data stay apart: the outbox joins them once
+                    header = conn.read_reply_header(req.handle, req.offset, len(data))
+                    replies.append(header)
+                    replies.append(data)
+                    return len(header) + len(data)
                 if self.begin_read is not None:
                     pending = self.begin_read(req.offset, req.length)
                     if pending is not None:
                         self._read_later(pending, conn, req, outbox, server)
-                        return b""
+                        return 0
                 return None
             if command == p.CMD_WRITE and self.begin_write is not None:
                 ticket = self.begin_write(req.offset, req.data, fua=req.fua)
@@ -329,12 +343,15 @@ class _FastPath:
                     return None
                 if not ticket.done:
                     self._answer_later(ticket, conn, req, outbox, server)
-                    return b""
+                    return 0
                 ticket.result()
-                return conn.reply(req.handle)
+                out = conn.reply(req.handle)
+            else:
+                return None
         except Exception as exc:  # never let one request kill the connection or the server
-            return _error_reply(conn, req, server, exc)
-        return None
+            out = _error_reply(conn, req, server, exc)
+        replies.append(out)
+        return len(out)
 
 
 async def _read_requests(
@@ -360,12 +377,11 @@ async def _read_requests(
                 if isinstance(event, NbdRequest):
                     assert device is not None
                     assert fast is not None
-                    reply = fast.serve(conn, event, outbox, server)
-                    if reply is None:
+                    size = fast.serve(conn, event, outbox, server, replies)
+                    if size is None:
                         workers.submit(functools.partial(_serve_request, device, conn, event, outbox, server))
-                    elif reply:  # (empty: answered later, from the device's completion callback)
-                        replies.append(reply)
-                        batched += len(reply)
+                    elif size:  # (0: answered later, from the device's completion callback)
+                        batched += size
                         if batched >= _SEND_EARLY:  # large reads: let the writer start sending
                             outbox.put_many(replies)
                             replies.clear()

@@ -23,7 +23,7 @@ from ._channel import BodyStream, ByteChannel, TcpChannel
 from ._chunkstore import ChunkStore
 from ._errors import BlockstoreError, WireError
 from ._records import RECORD_SIZE
-from ._wire import Op, decode_request, decode_writes, encode_response
+from ._wire import Op, decode_reads, decode_request, decode_writes, encode_response
 
 __all__ = ["StorageNode", "serve_storage_node", "serve_channel"]
 
@@ -46,7 +46,9 @@ class StorageNode:
             raise WireError(f"geometry size={size} block={block_size} chunk={chunk_size} is not valid")
         store = self.stores.get(name)
         if store is None:
-            store = ChunkStore(self.root / name, size, block_size, chunk_size)
+            # Generations are stored at FLUSH (before the fdatasync) and close, not per write:
+            # after a crash they can only lag, which makes this replica rebuild, never lose data.
+            store = ChunkStore(self.root / name, size, block_size, chunk_size, defer_generations=True)
             self.stores[name] = store
         elif (store.size, store.block_size, store.chunk_size) != (size, block_size, chunk_size):
             raise WireError(f"volume {name} exists with a different geometry")
@@ -70,9 +72,9 @@ async def _execute(
         return store, []
     if store is None:
         raise WireError(f"{op.name} before OPEN")
-    if op is Op.WRITES:
-        store.write_many(decode_writes(fields[0], payload, store.block_size, RECORD_SIZE))
-        return store, []
+    hot = _execute_now(store, op, fields, payload)
+    if hot is not None:
+        return store, hot
     if op is Op.WRITE:
         first, chunk, generation, count = fields
         data, records = _split(store, payload, count)
@@ -82,11 +84,8 @@ async def _execute(
         first, chunk, generation, count = fields
         store.zero(first, count, chunk, generation)
         return store, []
-    if op is Op.READ:
-        first, count = fields
-        data, records = store.read(first, count)
-        return store, [data, records]
     if op is Op.FLUSH:
+        store.persist_generations()  # in the loop: writes applied meanwhile cannot race it
         await anyio.to_thread.run_sync(store.flush)
         return store, []
     if op is Op.STATES:
@@ -115,6 +114,11 @@ def _execute_now(
         first, count = fields
         data, records = store.read(first, count)
         return [data, records]
+    if op is Op.READS:
+        parts: list[bytes] = []
+        for first, count in decode_reads(fields[0], payload, store.block_size):
+            parts.extend(store.read(first, count))
+        return parts
     return None
 
 

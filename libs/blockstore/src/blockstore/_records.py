@@ -29,6 +29,7 @@ __all__ = [
     "CHECKSUM_FLAG",
     "block_checksum",
     "checksum_of",
+    "bad_blocks",
     "plain_records",
     "records_digest",
     "crc_ok",
@@ -56,6 +57,37 @@ def block_checksum(data: bytes) -> int:
 def checksum_of(flags: int, data: bytes) -> int:
     """The checksum a record with ``flags`` holds for ``data`` (CRC-32C or zlib CRC-32)."""
     return _crc32c(data) if flags & FLAG_CRC32C else zlib.crc32(data)
+
+
+_CRC_AT = struct.Struct("<I")
+
+
+def bad_blocks(data: bytes, records: bytes, count: int, block_size: int) -> list[int]:
+    """Indexes of the written blocks among ``count`` whose stored bytes fail their checksum.
+
+    One pass with no call per block beyond the checksum itself: at 32 blocks per 128 KiB read
+    this loop was a tenth of the front end's time. (Flag bits all live in the first byte.)
+    """
+    crc_at = _CRC_AT.unpack_from
+    crc32c = _crc32c
+    crc32 = zlib.crc32
+    if count == 1:  # the common 4 KiB read: no slicing
+        flags = records[0]
+        if (
+            flags & FLAG_WRITTEN
+            and (crc32c(data) if flags & FLAG_CRC32C else crc32(data)) != crc_at(records, 4)[0]
+        ):
+            return [0]
+        return []
+    bad = []
+    for i in range(count):
+        at = i * RECORD_SIZE
+        flags = records[at]
+        if flags & FLAG_WRITTEN:
+            block = data[i * block_size : (i + 1) * block_size]
+            if (crc32c(block) if flags & FLAG_CRC32C else crc32(block)) != crc_at(records, at + 4)[0]:
+                bad.append(i)
+    return bad
 
 
 def plain_records(data: bytes | memoryview, block_size: int) -> bytes:

@@ -3,10 +3,11 @@
 Requests are pipelined on one connection: ``submit_*`` encodes and queues a frame synchronously
 (so submission order is wire order is apply order) and a writer task sends queued frames in
 batches; a reader task completes requests by id. Consecutive block writes are coalesced into one
-``WRITES`` request (one frame, one reply, one completion shared by its writes) until the writer
-runs or another kind of request is submitted, which closes the open batch first. When the connection breaks every outstanding
-request fails with :class:`ReplicaUnavailableError`; the next ``ping`` (the volume's monitor)
-reconnects.
+``WRITES`` request (one frame, one reply, one completion shared by its writes), and consecutive
+fast-path reads into one ``READS`` request (one reply, split among the reads), until the writer
+runs or a request of another kind is submitted, which closes the open batch first. When the
+connection breaks every outstanding request fails with :class:`ReplicaUnavailableError`; the next
+``ping`` (the volume's monitor) reconnects.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from ._errors import BlockstoreError, ReplicaUnavailableError, WireError
 from ._records import RECORD_SIZE
 from ._replica import Completion
 from ._spec import VolumeSpec
-from ._wire import MAX_WRITES, WRITE_ENTRY, Op, decode_response, encode_request
+from ._wire import MAX_READS, MAX_WRITES, READ_ENTRY, WRITE_ENTRY, Op, decode_response, encode_request
 
 __all__ = ["RemoteCall", "RemoteReplica"]
 
 _log = obs.get_logger("blockstore.remote")
-# Data bytes per WRITES request before a new one is started (frames stay well under MAX_FRAME).
+# Bytes per WRITES / READS batch before a new one is started (frames stay well under MAX_FRAME).
 _BATCH_BYTES = 4 << 20
 
 
@@ -64,6 +65,41 @@ class _Batch:
         return b"".join((encode_request(Op.WRITES, self.request_id, (len(heads),)), *heads, *self.blobs))
 
 
+class _ReadBatch:
+    """Reads coalesced into one READS request; each read keeps its own completion (a slot),
+    completed with its slice of the one reply."""
+
+    __slots__ = ("call", "heads", "nbytes", "request_id", "slots")
+
+    def __init__(self, call: RemoteCall, request_id: int) -> None:
+        self.call = call
+        self.request_id = request_id
+        self.heads: list[bytes] = []
+        self.slots: list[tuple[RemoteCall, int]] = []  # (slot, reply bytes it takes)
+        self.nbytes = 0
+
+    def encode(self) -> bytes:
+        heads = self.heads
+        return b"".join((encode_request(Op.READS, self.request_id, (len(heads),)), *heads))
+
+    def complete(self, error: BaseException | None) -> None:
+        """The batch's reply arrived (or failed): hand each read its part."""
+        slots = self.slots
+        if error is None:
+            payload = self.call.payload
+            if len(payload) != sum(size for _slot, size in slots):
+                error = WireError(
+                    f"READS reply of {len(payload)} bytes does not match its {len(slots)} reads"
+                )
+            else:
+                at = 0
+                for slot, size in slots:
+                    slot.payload = payload[at : at + size]
+                    at += size
+        for slot, _size in slots:
+            slot.set(error)
+
+
 class _RemoteError(BlockstoreError):
     """The node answered with an error for this request."""
 
@@ -88,16 +124,19 @@ class RemoteReplica:
         self._host = host
         self._port = port
         self._spec = spec
+        self._block_size = spec.block_size
         self._connect_timeout = connect_timeout
         self._tg: anyio.abc.TaskGroup | None = None
         self._pending: dict[int, RemoteCall] = {}
         self._next_id = 1
-        self._send: MemoryObjectSendStream[bytes | _Batch] | None = None
+        self._send: MemoryObjectSendStream[bytes | _Batch | _ReadBatch] | None = None
         self._connected = False
         self._connect_lock = anyio.Lock()
         self._generation = 0  # bumps on every (re)connect so old tasks know they are stale
-        # The open WRITES batch (already queued; later writes join it until it is closed).
+        # The open WRITES / READS batches (already queued; later requests of the same kind join
+        # them until they are closed: any request of another kind closes them first).
         self._batch: _Batch | None = None
+        self._read_batch: _ReadBatch | None = None
 
     @property
     def node_id(self) -> str:
@@ -141,7 +180,7 @@ class RemoteReplica:
                 raise ReplicaUnavailableError(
                     f"replica {self._node_id} at {self._host}:{self._port}: {exc}"
                 ) from None
-            send, receive = anyio.create_memory_object_stream[bytes | _Batch](math.inf)
+            send, receive = anyio.create_memory_object_stream[bytes | _Batch | _ReadBatch](math.inf)
             self._generation += 1
             self._send = send
             self._connected = True
@@ -157,6 +196,7 @@ class RemoteReplica:
             return
         self._connected = False
         self._batch = None
+        self._read_batch = None
         if self._send is not None:
             self._send.close()
             self._send = None
@@ -168,19 +208,24 @@ class RemoteReplica:
             call.set(ReplicaUnavailableError(f"replica {self._node_id}: {reason}"))
 
     async def _writer(
-        self, bodies: BodyStream, queue: MemoryObjectReceiveStream[bytes | _Batch], generation: int
+        self,
+        bodies: BodyStream,
+        queue: MemoryObjectReceiveStream[bytes | _Batch | _ReadBatch],
+        generation: int,
     ) -> None:
         try:
             async with queue:
                 async for item in queue:
                     batch: list[bytes] = []
                     while True:
-                        if isinstance(item, _Batch):
+                        if isinstance(item, bytes):
+                            batch.append(item)
+                        else:
                             if item is self._batch:
                                 self._batch = None  # later writes start a new batch
+                            elif item is self._read_batch:
+                                self._read_batch = None
                             batch.append(item.encode())
-                        else:
-                            batch.append(item)
                         if len(batch) >= 256:
                             break
                         try:
@@ -224,7 +269,8 @@ class RemoteReplica:
         if not self._connected or self._send is None:
             call.set(ReplicaUnavailableError(f"replica {self._node_id} is not connected"))
             return call
-        self._batch = None  # writes submitted after this request must not join an earlier batch
+        self._batch = None  # requests submitted after this one must not join an earlier batch
+        self._read_batch = None
         self._send.send_nowait(encode_request(op, self._register(call), fields, *payload))
         return call
 
@@ -242,6 +288,7 @@ class RemoteReplica:
         batch's: every write in it is acknowledged (or failed) by the one reply."""
         if not self._connected or self._send is None:
             return Completion.finished(ReplicaUnavailableError(f"replica {self._node_id} is not connected"))
+        self._read_batch = None  # reads submitted after this write go after it
         batch = self._batch
         if (
             batch is None
@@ -251,7 +298,7 @@ class RemoteReplica:
             call = RemoteCall()
             batch = self._batch = _Batch(call, self._register(call))
             self._send.send_nowait(batch)  # its place in the wire order; encoded when sent
-        count = len(data) // self._spec.block_size
+        count = len(data) // self._block_size
         batch.heads.append(WRITE_ENTRY.pack(first_block, chunk, generation, count))
         batch.blobs.append(data)
         batch.blobs.append(records)
@@ -273,12 +320,28 @@ class RemoteReplica:
     def submit_read(self, first_block: int, count: int) -> RemoteCall | None:
         """Queue a read without yielding (None while disconnected: :meth:`read` reconnects).
 
-        Lets the volume queue every read of a received NBD batch before this replica's writer
-        runs (one frame write for all of them) and time it out with its sweeper, not a scope.
+        Reads submitted before this replica's writer runs are coalesced into one READS request
+        (one frame, one reply split among them); the volume times each out with its sweeper.
         """
-        if not self._connected:
+        if not self._connected or self._send is None:
             return None
-        return self._submit(Op.READ, (first_block, count))
+        size = count * (self._block_size + RECORD_SIZE)
+        self._batch = None  # writes submitted after this read go after it
+        batch = self._read_batch
+        if (
+            batch is None
+            or len(batch.heads) >= MAX_READS
+            or (batch.nbytes and batch.nbytes + size > _BATCH_BYTES)
+        ):
+            call = RemoteCall()
+            batch = self._read_batch = _ReadBatch(call, self._register(call))
+            call.add_done_callback(batch.complete)
+            self._send.send_nowait(batch)  # its place in the wire order; encoded when sent
+        slot = RemoteCall()
+        batch.heads.append(READ_ENTRY.pack(first_block, count))
+        batch.slots.append((slot, size))
+        batch.nbytes += size
+        return slot
 
     def read_result(self, call: RemoteCall, count: int) -> tuple[bytes, bytes]:
         """Data and records of a finished :meth:`submit_read` (raises its error, if any)."""

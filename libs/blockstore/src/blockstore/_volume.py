@@ -13,9 +13,8 @@ later FLUSH, it is on stable storage on each of those. With ``ack="quorum"`` onl
 from __future__ import annotations
 
 import functools
-import struct
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
@@ -29,15 +28,14 @@ from ._errors import (
     CorruptBlockError,
     InsufficientReplicasError,
     OutOfRangeError,
-    ReplicaUnavailableError,
 )
 from ._gates import ChunkGates
 from ._inflight import Deadlines, InflightWrite
 from ._maintenance import monitor, rebuild_replica, reencrypt_volume
 from ._observe import VolumeMetrics
+from ._pending import ACKED, FAILURES, PendingRead, PendingWrite
 from ._placement import StorageNodeInfo, place_chunk
-from ._records import FLAG_ENCRYPTED, FLAG_WRITTEN, RECORD_SIZE, checksum_of, plain_records
-from ._remote import RemoteCall as _RemoteCall
+from ._records import FLAG_ENCRYPTED, FLAG_WRITTEN, RECORD_SIZE, bad_blocks, plain_records
 from ._remote import RemoteReplica
 from ._replica import Completion, LocalReplica, Replica
 from ._replication import ReplicaHealth, ReplicaSetState, RoundOutcome, WriteRound
@@ -45,8 +43,7 @@ from ._spec import VolumeSpec
 
 __all__ = ["PendingRead", "PendingWrite", "Volume", "VolumeStats"]
 
-_FLAGS_CRC = struct.Struct("<II")
-_FAILURES = (ReplicaUnavailableError, TimeoutError, OSError)
+_FAILURES = FAILURES
 
 
 def _expire(completion: Completion, node_id: str) -> None:
@@ -70,96 +67,6 @@ class VolumeStats:
     rebuilds_completed: int = 0
     chunks_copied: int = 0
     chunks_skipped: int = 0
-
-
-class PendingWrite:
-    """A write submitted by :meth:`Volume.begin_write`.
-
-    ``done``: already decided (every target in this process); then :meth:`result` raises its
-    error, if any. Otherwise ``await wait()`` returns once acknowledged or raises.
-    """
-
-    __slots__ = ("_inflight", "_volume", "done")
-
-    def __init__(self, volume: Volume | None, inflight: InflightWrite | None) -> None:
-        self._volume = volume
-        self._inflight = inflight
-        self.done = inflight is None or inflight.settled_now()
-
-    def result(self) -> None:
-        if self._volume is not None and self._inflight is not None:
-            self._volume._raise_if_failed(self._inflight.round)
-
-    def add_done_callback(self, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` once acknowledged or failed (then :meth:`result` tells which).
-
-        Lets a server reply from the replicas' completion callbacks instead of parking a task on
-        every write. The volume's sweeper bounds the wait (a silent replica times out).
-        """
-        if self._inflight is None:
-            callback()
-            return
-        self._inflight.on_decided(callback)
-
-    async def wait(self) -> None:
-        if not self.done and self._volume is not None and self._inflight is not None:
-            await self._volume._await_round(self._inflight)
-        self.result()
-
-
-# Every target acknowledged at submission (in-process replicas): nothing to track.
-_ACKED = PendingWrite(None, None)
-
-
-class PendingRead:
-    """A read submitted to a remote replica by :meth:`Volume.begin_read`.
-
-    Once its callback ran, :meth:`result` gives the verified plaintext, or None when the fast
-    path gives up (the replica failed or timed out: it is marked down; or a block failed its
-    checksum): then :meth:`Volume.read` serves it, trying other replicas and repairing.
-    """
-
-    __slots__ = ("_call", "_count", "_first", "_length", "_node_id", "_skip", "_started", "_volume")
-
-    def __init__(
-        self,
-        volume: Volume,
-        call: _RemoteCall,
-        node_id: str,
-        first: int,
-        count: int,
-        skip: int,
-        length: int,
-    ) -> None:
-        self._volume = volume
-        self._call = call
-        self._node_id = node_id
-        self._first = first
-        self._count = count
-        self._skip = skip
-        self._length = length
-        self._started = time.monotonic()
-
-    def add_done_callback(self, callback: Callable[[], None]) -> None:
-        self._call.add_done_callback(lambda _error: callback())
-
-    def result(self) -> bytes | None:
-        volume = self._volume
-        replica = volume._replicas[self._node_id]
-        assert isinstance(replica, RemoteReplica)
-        try:
-            data, records = replica.read_result(self._call, self._count)
-        except (*_FAILURES, BlockstoreError):
-            volume._fail(self._node_id)
-            return None
-        volume.state.observe(self._node_id, time.monotonic() - self._started)
-        if volume._bad_blocks(data, records, self._count):
-            return None
-        data = volume._open(self._first, data, records, self._count)
-        skip = self._skip
-        if skip == 0 and len(data) == self._length:
-            return data
-        return data[skip : skip + self._length]
 
 
 class Volume:
@@ -341,7 +248,7 @@ class Volume:
                 return PendingWrite(self, self._inflight(chunk, targets, submitted))
         # Every target succeeded already; write_targets guaranteed at least min_replicas of them.
         self._gates.leave_shared(chunk)
-        return _ACKED
+        return ACKED
 
     async def _write_piece(self, chunk: int, first: int, count: int, data: bytes, offset: int) -> None:
         start = first * self._bs - offset
@@ -376,9 +283,10 @@ class Volume:
     def _inflight(
         self, chunk: int, targets: list[str], submitted: list[tuple[str, Completion]]
     ) -> InflightWrite:
-        gates = self._gates
         inflight = InflightWrite(
-            WriteRound(targets, self.spec.policy), self._fail, lambda: gates.leave_shared(chunk)
+            WriteRound(targets, self.spec.policy),
+            self._fail,
+            functools.partial(self._gates.leave_shared, chunk),
         )
         for node_id, completion in submitted:
             inflight.track(node_id, completion)
@@ -631,17 +539,7 @@ class Volume:
             return self._open(first, data, records, count)
 
     def _bad_blocks(self, data: bytes, records: bytes, count: int) -> list[int]:
-        unpack = _FLAGS_CRC.unpack_from
-        if count == 1:  # the common 4 KiB read: no slicing
-            flags, crc = unpack(records)
-            return [0] if flags & FLAG_WRITTEN and checksum_of(flags, data) != crc else []
-        bs = self._bs
-        bad = []
-        for i in range(count):
-            flags, crc = unpack(records, i * RECORD_SIZE)
-            if flags & FLAG_WRITTEN and checksum_of(flags, data[i * bs : (i + 1) * bs]) != crc:
-                bad.append(i)
-        return bad
+        return bad_blocks(data, records, count, self._bs)
 
     async def _repair(
         self, chunk: int, first: int, count: int, bad_node: str, data: bytes, records: bytes, bad: list[int]
@@ -674,10 +572,9 @@ class Volume:
     def _open(self, first: int, data: bytes, records: bytes, count: int) -> bytes:
         """Stored bytes to plaintext: holes read as zeros, sealed blocks are decrypted."""
         bs = self._bs
-        unpack = _FLAGS_CRC.unpack_from
         out: bytearray | None = None
         for i in range(count):
-            flags, _crc = unpack(records, i * RECORD_SIZE)
+            flags = records[i * RECORD_SIZE]  # the flag bits all live in the first byte
             if flags & FLAG_WRITTEN and not flags & FLAG_ENCRYPTED:
                 continue
             if out is None:

@@ -31,9 +31,13 @@ __all__ = [
     "decode_request",
     "decode_response",
     "MAX_FRAME",
+    "MAX_READS",
+    "MAX_READ_BYTES",
     "MAX_WRITES",
+    "READ_ENTRY",
     "WRITE_ENTRY",
     "WriteEntry",
+    "decode_reads",
     "decode_writes",
 ]
 
@@ -54,6 +58,7 @@ class Op(enum.IntEnum):
     WRITE_CHUNK = 8  # chunk:u32 generation:u64 data records
     PING = 9
     WRITES = 10  # entries:u32 (first:u64 chunk:u32 generation:u64 count:u32)* (data records)*
+    READS = 11  # entries:u32 (first:u64 count:u32)* -> (data records)* in entry order
 
 
 _FIELDS: Final = {
@@ -67,12 +72,18 @@ _FIELDS: Final = {
     Op.WRITE_CHUNK: struct.Struct("<IQ"),
     Op.PING: struct.Struct("<"),
     Op.WRITES: struct.Struct("<I"),
+    Op.READS: struct.Struct("<I"),
 }
 
 # One entry of a WRITES request: first block, chunk, generation, block count.
 WRITE_ENTRY: Final = struct.Struct("<QIQI")
 # Entries per WRITES request: what a front end coalesces between two sends of one replica.
 MAX_WRITES: Final = 4096
+# One entry of a READS request: first block, block count; at most MAX_READS entries and
+# MAX_READ_BYTES of data per request, so every reply fits in a frame.
+READ_ENTRY: Final = struct.Struct("<QI")
+MAX_READS: Final = 4096
+MAX_READ_BYTES: Final = 32 << 20
 
 
 _OPS: Final = {o.value: o for o in Op}  # a dict lookup costs far less than Op(raw)
@@ -185,4 +196,24 @@ def decode_writes(entries: int, payload: bytes, block_size: int, record_size: in
         records_end = data_end + count * record_size
         out.append((first, chunk, generation, payload[at:data_end], payload[data_end:records_end]))
         at = records_end
+    return out
+
+
+def decode_reads(entries: int, payload: bytes, block_size: int) -> list[tuple[int, int]]:
+    """The ``(first block, count)`` entries of a READS request, lengths checked before use."""
+    if not 0 < entries <= MAX_READS:
+        raise WireError(f"READS with {entries} entries; must be 1..{MAX_READS}")
+    if len(payload) != entries * READ_ENTRY.size:
+        raise WireError(
+            f"READS payload of {len(payload)} bytes; {entries} entries take {entries * READ_ENTRY.size}"
+        )
+    unpack = READ_ENTRY.unpack_from
+    out = [unpack(payload, i * READ_ENTRY.size) for i in range(entries)]
+    total = 0
+    for _first, count in out:
+        if count == 0:
+            raise WireError("READS entry with 0 blocks")
+        total += count
+    if total * block_size > MAX_READ_BYTES:
+        raise WireError(f"READS of {total} blocks exceeds {MAX_READ_BYTES} bytes per request")
     return out
