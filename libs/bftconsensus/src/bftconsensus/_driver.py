@@ -1,8 +1,9 @@
 """anyio drivers that run the sans-I/O PBFT cores over meshnet's authenticated, encrypted streams.
 
 The transport authenticates every peer (mutual TLS 1.3 with network certificates), so the ``src``
-handed to a core is the verified node id of the stream's other end; the cores additionally check
-the Ed25519 signature of every message, so a message stays attributable after it is relayed.
+handed to a core is the verified node id of the stream's other end (which is all commits and
+replies rely on); the cores also check the Ed25519 signature of every message that can enter a
+certificate, so it stays attributable after it is relayed.
 Frames to a peer that is down are dropped: PBFT recovers lost messages through retransmission by
 clients, view changes and state transfer.
 """
