@@ -51,6 +51,21 @@ def test_gives_up_after_max_rounds_with_a_reason() -> None:
     assert "not converged" in decisions[-1].reason
 
 
+def test_the_time_budget_grows_with_the_region_as_kubevirts_per_gib_timeout() -> None:
+    config = MigrationConfig()
+    assert config.completion_timeout(64 << 20) == 15.0  # small regions: the minimum
+    assert config.completion_timeout(4 << 30) == pytest.approx(600.0)  # 150 s per GiB
+    small = MigrationPlanner(region_bytes=64 << 20)
+    big = MigrationPlanner(region_bytes=4 << 30)
+    assert isinstance(small.observe(1 << 30, 1.0, elapsed=20.0), GiveUp)
+    assert isinstance(big.observe(1 << 30, 1.0, elapsed=20.0), Iterate)  # a first copy still running
+    late = big.observe(1 << 30, 1.0, elapsed=601.0)
+    assert isinstance(late, GiveUp)
+    assert "601.0 s (budget 600.0 s)" in late.reason
+    with pytest.raises(DramConfigError, match="completion_timeout_per_gib"):
+        MigrationConfig(completion_timeout_per_gib=0)
+
+
 @given(st.lists(st.tuples(st.integers(0, 1 << 34), st.floats(1.0, 1e10)), min_size=1, max_size=50))
 def test_throttle_never_decreases_and_stays_bounded(obs: list[tuple[int, float]]) -> None:
     p = MigrationPlanner()

@@ -221,6 +221,8 @@ class PrimaryReplicator:
         workload there; ``downtime`` counts from the pause until the target holds every page.
         """
         planner = planner or MigrationPlanner()
+        if not planner.region_bytes:
+            planner.region_bytes = self.region.size
         with anyio.move_on_after(self.core.config.failover_timeout):
             while backup not in self.core.backups:  # its Join may still be on the way  # noqa: ASYNC110
                 await anyio.sleep(0.005)
@@ -234,7 +236,7 @@ class PrimaryReplicator:
             conns = [c for c in self.core.connections() if c.backup == backup]
             bw = sum(c.throughput for c in conns)
             rtt = max((c.rtt or 0.0 for c in conns), default=0.0)
-            decision = planner.observe(lag.bytes, bw, rtt)
+            decision = planner.observe(lag.bytes, bw, rtt, elapsed=now - t_start)
             if isinstance(decision, GiveUp):
                 await self._set_extra_throttle(0.0)
                 raise DramStateError(f"migration to {backup!r} gave up: {decision.reason}")
