@@ -18,7 +18,7 @@ from bftconsensus import _messages as ours
 from bftconsensus import _protocodec as codec
 from bftconsensus._pb.bftconsensus import v1 as generated
 
-CLASSES = [getattr(ours, name) for name in ours.__all__ if name not in ("Message", "Limits")]
+CLASSES = [getattr(ours, name) for name in ours.__all__ if name != "Message"]
 
 
 def _field_strategy(ftype: int, sub: type[ours.Message] | None) -> st.SearchStrategy[Any]:
@@ -76,7 +76,7 @@ def test_every_generated_message_has_a_codec_class_with_the_same_fields() -> Non
 def test_same_bytes_both_ways(msg: ours.Message) -> None:
     theirs = bytes(to_generated(msg))
     assert bytes(msg) == theirs
-    limits = ours.Limits(max_string_chars=1000)
+    limits = b.WireLimits(max_string_chars=1000)
     assert type(msg)().parse(theirs, limits) == msg
 
 
@@ -101,7 +101,7 @@ def test_mutated_encodings_parse_or_raise_decode_error(msg: ours.Message, data: 
 
 
 def test_bounds_are_enforced_while_parsing() -> None:
-    limits = ours.Limits(max_bytes=1000, max_string_chars=8, max_repeated=2)
+    limits = b.WireLimits(max_frame_bytes=1000, max_string_chars=8, max_repeated=2)
     with pytest.raises(b.DecodeError, match="client"):
         ours.ClientRequest().parse(bytes(ours.ClientRequest(client="x" * 9)), limits)
     three = ours.PrePrepare(requests=[ours.Signed(kind=1)] * 3)

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from bftconsensus._protocodec import BOOL, BYTES, RSTR, STR, U32, U64, Limits, Message, msg, rmsg, schema
+from bftconsensus._protocodec import BOOL, BYTES, RSTR, STR, U32, U64, Message, msg, rmsg, schema
 
 __all__ = [
     "Message",
-    "Limits",
     "Signed",
     "Operation",
     "ExecuteRequest",

@@ -13,9 +13,24 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, ClassVar, Final, TypeVar
 
+import attrs
+
 from bftconsensus._errors import DecodeError
 
-__all__ = ["Message", "Limits", "schema", "msg", "rmsg", "U32", "U64", "BOOL", "STR", "BYTES", "RSTR"]
+__all__ = [
+    "Message",
+    "WireLimits",
+    "DEFAULT_LIMITS",
+    "schema",
+    "msg",
+    "rmsg",
+    "U32",
+    "U64",
+    "BOOL",
+    "STR",
+    "BYTES",
+    "RSTR",
+]
 
 # Field types of the schema (proto3, no packed scalars in bftconsensus.proto).
 _U32: Final = 0
@@ -33,16 +48,16 @@ _UINT_BITS = {_U32: 32, _U64: 64, _BOOL: 64}
 M = TypeVar("M", bound="Message")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Limits:
-    """Bounds applied while parsing (mirrors :class:`bftconsensus.WireLimits`)."""
+@attrs.frozen(cache_hash=True)  # part of every cache key on the message path
+class WireLimits:
+    """Upper bounds applied to untrusted input while parsing."""
 
-    max_bytes: int = 8 * 1024 * 1024
-    max_string_chars: int = 256
-    max_repeated: int = 8192
+    max_frame_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=attrs.validators.ge(64))
+    max_string_chars: int = attrs.field(default=256, validator=attrs.validators.ge(8))
+    max_repeated: int = attrs.field(default=8192, validator=attrs.validators.ge(1))
 
 
-_DEFAULT = Limits()
+DEFAULT_LIMITS = WireLimits()
 
 
 def _put_varint(out: bytearray, value: int) -> None:
@@ -119,18 +134,14 @@ class Message:
                     out += raw
         return bytes(out)
 
-    def parse(self: M, data: bytes, limits: Limits = _DEFAULT) -> M:
+    def parse(self: M, data: bytes, limits: WireLimits = DEFAULT_LIMITS) -> M:
         """Fill this (fresh) message from ``data``; returns it (betterproto's calling convention)."""
-        if len(data) > limits.max_bytes:
-            raise DecodeError(f"{type(self).__name__} is {len(data)} bytes, at most {limits.max_bytes}")
+        if len(data) > limits.max_frame_bytes:
+            raise DecodeError(f"{type(self).__name__} is {len(data)} bytes, at most {limits.max_frame_bytes}")
         self._fill(bytes(data), 0, len(data), limits)
         return self
 
-    @classmethod
-    def decode(cls: type[M], data: bytes, limits: Limits = _DEFAULT) -> M:
-        return cls().parse(data, limits)
-
-    def _fill(self, buf: bytes, pos: int, end: int, limits: Limits) -> None:
+    def _fill(self, buf: bytes, pos: int, end: int, limits: WireLimits) -> None:
         spec = self._BY_NUMBER
         while pos < end:
             key = buf[pos]
@@ -176,7 +187,12 @@ class Message:
             raise DecodeError(f"{type(self).__name__}: truncated fixed-width field")
 
     def _set_delimited(
-        self, field: tuple[str, int, type[Message] | None], buf: bytes, pos: int, stop: int, limits: Limits
+        self,
+        field: tuple[str, int, type[Message] | None],
+        buf: bytes,
+        pos: int,
+        stop: int,
+        limits: WireLimits,
     ) -> None:
         name, ftype, sub = field
         if ftype == _BYTES:
@@ -205,7 +221,7 @@ class Message:
         else:
             raise DecodeError(f"{type(self).__name__}.{name} must be a varint")
 
-    def _append(self, name: str, value: object, limits: Limits) -> None:
+    def _append(self, name: str, value: object, limits: WireLimits) -> None:
         items: list[Any] = getattr(self, name)
         if len(items) >= limits.max_repeated:
             raise DecodeError(

@@ -41,12 +41,6 @@ from bftconsensus._wire import (
 __all__ = ["ReplicaCore"]
 
 
-def _open_from_channel(
-    _keys: KeyDirectory, env: pb.Signed, expected: type[pb.CommitVote], limits: WireLimits
-) -> pb.CommitVote:
-    return open_unsigned(env, expected, limits)
-
-
 class _Slot:
     def __init__(self) -> None:
         self.pre_prepares: dict[int, tuple[pb.Signed, pb.PrePrepare]] = {}
@@ -170,9 +164,12 @@ class ReplicaCore(abc.ABC):
             if self._prepare_is_moot(open_unsigned(env, pb.Prepare, self.limits)):
                 return []  # already prepared in that view: spare the signature check
             return self._on_vote(env, open_signed(self.keys, env, pb.Prepare, self.limits), commit=False)
-        if kind is Kind.COMMIT_VOTE:  # channel-authenticated (see _commit_vote); a signed one is checked
-            opened = open_signed if env.signature else _open_from_channel
-            return self._on_vote(env, opened(self.keys, env, pb.CommitVote, self.limits), commit=True)
+        if kind is Kind.COMMIT_VOTE:  # link-authenticated (see _commit_vote); a signed one is checked
+            if env.signature:
+                vote = open_signed(self.keys, env, pb.CommitVote, self.limits)
+            else:
+                vote = open_unsigned(env, pb.CommitVote, self.limits)
+            return self._on_vote(env, vote, commit=True)
         if kind is Kind.CHECKPOINT:
             return self._on_checkpoint(env, open_signed(self.keys, env, pb.Checkpoint, self.limits))
         if kind is Kind.VIEW_CHANGE:

@@ -7,16 +7,14 @@ string, bytes and repeated field against :class:`WireLimits` while parsing (see
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from collections import OrderedDict
 from typing import TypeVar
 
-import attrs
-
 from bftconsensus import _messages as pb
 from bftconsensus._crypto import KeyDirectory, Signer, signing_payload, verify
 from bftconsensus._errors import DecodeError
+from bftconsensus._protocodec import DEFAULT_LIMITS, WireLimits
 
 __all__ = [
     "Kind",
@@ -25,7 +23,6 @@ __all__ = [
     "decode_frame",
     "open_signed",
     "open_unsigned",
-    "check_bounds",
     "DEFAULT_LIMITS",
 ]
 
@@ -71,66 +68,16 @@ _BODY: dict[Kind, type[pb.Message]] = {
 }
 
 
-@attrs.frozen(cache_hash=True)  # part of every cache key on the message path
-class WireLimits:
-    """Upper bounds applied to untrusted input while parsing."""
-
-    max_frame_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=attrs.validators.ge(64))
-    max_string_chars: int = attrs.field(default=256, validator=attrs.validators.ge(8))
-    max_repeated: int = attrs.field(default=8192, validator=attrs.validators.ge(1))
-
-
-DEFAULT_LIMITS = WireLimits()
-
 M = TypeVar("M", bound=pb.Message)
 K = TypeVar("K")
 V = TypeVar("V")
-
-_PARSE_LIMITS: dict[WireLimits, pb.Limits] = {}
-
-
-def _parse_limits(limits: WireLimits) -> pb.Limits:
-    out = _PARSE_LIMITS.get(limits)
-    if out is None:
-        out = _PARSE_LIMITS[limits] = pb.Limits(
-            limits.max_frame_bytes, limits.max_string_chars, limits.max_repeated
-        )
-    return out
-
-
-def check_bounds(msg: pb.Message, limits: WireLimits, path: str = "") -> None:
-    """Reject any string, bytes or repeated field of ``msg`` (recursively) beyond ``limits``.
-
-    Decoding already enforces these while it parses; this re-checks a message built in memory.
-    """
-    for field in dataclasses.fields(msg):  # type: ignore[arg-type]  # our messages are dataclasses
-        value = getattr(msg, field.name)
-        where = f"{path}{field.name}"
-        if isinstance(value, str):
-            if len(value) > limits.max_string_chars:
-                raise DecodeError(f"field {where} has {len(value)} chars, at most {limits.max_string_chars}")
-        elif isinstance(value, bytes):
-            if len(value) > limits.max_frame_bytes:
-                raise DecodeError(f"field {where} has {len(value)} bytes, at most {limits.max_frame_bytes}")
-        elif isinstance(value, list):
-            if len(value) > limits.max_repeated:
-                raise DecodeError(f"field {where} repeats {len(value)} times, at most {limits.max_repeated}")
-            for i, item in enumerate(value):
-                if isinstance(item, pb.Message):
-                    check_bounds(item, limits, f"{where}[{i}].")
-                elif isinstance(item, str) and len(item) > limits.max_string_chars:
-                    raise DecodeError(
-                        f"field {where}[{i}] has {len(item)} chars, at most {limits.max_string_chars}"
-                    )
-        elif isinstance(value, pb.Message):
-            check_bounds(value, limits, f"{where}.")
 
 
 def _parse(cls: type[M], data: bytes, limits: WireLimits, what: str) -> M:
     if len(data) > limits.max_frame_bytes:
         raise DecodeError(f"{what} is {len(data)} bytes, at most {limits.max_frame_bytes}")
     try:
-        return cls().parse(data, _parse_limits(limits))
+        return cls().parse(data, limits)
     except DecodeError as exc:
         raise DecodeError(f"{what} is not a valid {cls.__name__}: {exc}") from None
 
