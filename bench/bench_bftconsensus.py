@@ -34,10 +34,6 @@ CLIENTS = 32
 DURATION = 3.0
 
 
-def _port() -> int:
-    return free_port()
-
-
 def _cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time consumed so far by the given processes (Linux /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -71,7 +67,7 @@ class PbftCluster:
         self.gateway = NodeIdentity.generate()  # the load generator's own node identity
         doc = {
             "replicas": {
-                r.node_id: {"host": "127.0.0.1", "port": _port(), "public_key": r.public_key.hex()}
+                r.node_id: {"host": "127.0.0.1", "port": free_port(), "public_key": r.public_key.hex()}
                 for r in replicas
             },
             "clients": {c.node_id: c.public_key.hex() for c in self.clients},
@@ -164,8 +160,8 @@ class EtcdCluster:
     """Three /usr/bin/etcd members on loopback, driven over gRPC (KV.Put) with grpcio."""
 
     def __init__(self, stack: contextlib.ExitStack, tmp: Path) -> None:
-        peers = [_port() for _ in range(3)]
-        self.client_ports = [_port() for _ in range(3)]
+        peers = [free_port() for _ in range(3)]
+        self.client_ports = [free_port() for _ in range(3)]
         initial = ",".join(f"m{i}=http://127.0.0.1:{p}" for i, p in enumerate(peers))
         self.pids: list[int] = []
         for i in range(3):

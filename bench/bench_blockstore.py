@@ -50,10 +50,6 @@ SHAPES = [
 ]
 
 
-def _free_port() -> int:
-    return free_port()
-
-
 def _wait_port(port: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -127,7 +123,7 @@ def comparisons(stack: contextlib.ExitStack) -> list[Comparison]:
     network.save(tmp / "network.json")
     key = ["--network-key", str(tmp / "network.json")]
 
-    peer_port = _free_port()
+    peer_port = free_port()
     nbdkit = subprocess.Popen(
         ["nbdkit", "--foreground", "--exit-with-parent", "--port", str(peer_port), "memory", SIZE],
         stdout=subprocess.DEVNULL,

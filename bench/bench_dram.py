@@ -370,10 +370,6 @@ class _Qmp:
         self._sock.close()
 
 
-def _free_loopback_port() -> int:
-    return free_port()
-
-
 def _start_qemu(stack: contextlib.ExitStack, accel: str, workdir: str, name: str, extra: list[str]) -> _Qmp:
     qmp_path = os.path.join(workdir, f"{name}.qmp")
     log = stack.enter_context(open(os.path.join(workdir, f"{name}.log"), "wb"))  # noqa: SIM115
@@ -405,7 +401,7 @@ def _start_qemu(stack: contextlib.ExitStack, accel: str, workdir: str, name: str
 
 def _qemu_migration_once(accel: str, workdir: str, ram_file: str, totals: list[float]) -> float:
     """One real QEMU live migration on loopback; QEMU's own ``downtime`` in ms."""
-    port = _free_loopback_port()
+    port = free_port()
     with contextlib.ExitStack() as stack:  # both QEMUs are killed whatever happens
         dst = _start_qemu(
             stack,

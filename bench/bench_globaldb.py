@@ -37,15 +37,11 @@ OPS = {1: 400, 64: 3000}  # operations per repetition, by concurrency
 VALUE = b"v" * 128
 
 
-def _free_port() -> int:
-    return free_port()
-
-
 def _start_cluster(stack: contextlib.ExitStack, root: Path, size: int = 3) -> list[str]:
     etcd = shutil.which("etcd") or "/usr/bin/etcd"
     if not os.access(etcd, os.X_OK):
         raise RuntimeError(f"etcd not found at {etcd}: install the Debian package etcd-server")
-    ports = [(_free_port(), _free_port()) for _ in range(size)]
+    ports = [(free_port(), free_port()) for _ in range(size)]
     initial = ",".join(f"m{i}=http://127.0.0.1:{p}" for i, (_, p) in enumerate(ports))
     procs: list[subprocess.Popen[bytes]] = []
 

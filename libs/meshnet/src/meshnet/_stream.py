@@ -231,9 +231,10 @@ class FramedStream:
                 raise StreamClosedError(
                     f"connection to {self._peer.node_id} closed ({type(exc).__name__})"
                 ) from None
-            got, total = max(0, have - FRAME_HEADER_BYTES), need - FRAME_HEADER_BYTES
-            if need == FRAME_HEADER_BYTES:
+            if need == FRAME_HEADER_BYTES:  # inside the header
                 got, total = have, FRAME_HEADER_BYTES
+            else:  # inside the payload
+                got, total = have - FRAME_HEADER_BYTES, need - FRAME_HEADER_BYTES
             raise DecodeError(f"connection closed inside a frame: {got} of {total} bytes received") from None
         except anyio.ClosedResourceError:
             raise StreamClosedError("stream was closed locally") from None
