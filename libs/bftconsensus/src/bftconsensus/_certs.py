@@ -9,14 +9,14 @@ from collections.abc import Container, Sequence
 from bftconsensus import _messages as pb
 from bftconsensus._crypto import KeyDirectory
 from bftconsensus._errors import DecodeError
-from bftconsensus._wire import open_signed
+from bftconsensus._wire import DEFAULT_LIMITS, WireLimits, open_signed, open_unsigned
 
 __all__ = [
     "batch_digest",
     "faults_tolerated",
     "quorum_size",
     "primary_of",
-    "open_requests",
+    "parse_request",
     "check_prepared",
     "check_checkpoint_proof",
     "check_view_change",
@@ -49,17 +49,19 @@ def batch_digest(requests: Sequence[pb.Signed]) -> bytes:
     return h.digest()
 
 
-def open_requests(
-    keys: KeyDirectory, envs: Sequence[pb.Signed], replicas: Container[str]
-) -> list[pb.ClientRequest]:
-    """Every request must be signed by the client it names, and a client is never a replica."""
-    out = []
-    for env in envs:
-        req = open_signed(keys, env, pb.ClientRequest)
-        if req.client != env.signer or env.signer in replicas:
-            raise DecodeError(f"request signed by {env.signer!r} names client {req.client!r}")
-        out.append(req)
-    return out
+def parse_request(
+    env: pb.Signed, replicas: Container[str], limits: WireLimits = DEFAULT_LIMITS
+) -> pb.ClientRequest:
+    """A request's body, which must name the client that signed it; a client is never a replica.
+
+    The signature is not checked here: a replica authenticates a request once, when it first
+    meets it (its client's own link, or the signature), and a batch that reached a certificate was
+    authenticated by at least f+1 replicas, so by at least one honest one (see _replica_core).
+    """
+    req = open_unsigned(env, pb.ClientRequest, limits)
+    if req.client != env.signer or env.signer in replicas:
+        raise DecodeError(f"request signed by {env.signer!r} names client {req.client!r}")
+    return req
 
 
 def check_prepared(
@@ -69,7 +71,7 @@ def check_prepared(
     pp = open_signed(keys, proof.pre_prepare, pb.PrePrepare)
     if proof.pre_prepare.signer != primary_of(members, pp.view):
         raise DecodeError(f"pre-prepare for view {pp.view} not signed by its primary")
-    reqs = open_requests(keys, pp.requests, members)
+    reqs = [parse_request(env, members) for env in pp.requests]
     if batch_digest(pp.requests) != pp.digest:
         raise DecodeError(f"pre-prepare seq {pp.seq} digest does not match its batch")
     who: set[str] = set()

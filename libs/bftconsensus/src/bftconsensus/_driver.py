@@ -245,8 +245,10 @@ class ClusterClient:
         self.client = cores[0]
         self.creds = creds
         self.addresses = dict(addresses)
+        # Grants for this process's link to carry each core's requests (cores whose own node is
+        # this process need none): replicas then skip the per-request signature check.
+        self._links = [c.link_frame(creds.node_id) for c in cores if c.signer.node_id != creds.node_id]
         self._streams: dict[str, _Queue] = {}
-        self._announced: dict[str, set[str]] = {}  # replica -> clients it has a route for
         self._tg: anyio.abc.TaskGroup | None = None
         self._done: dict[str, anyio.Event] = {}
         self._changed = anyio.Event()
@@ -275,7 +277,8 @@ class ClusterClient:
                 await anyio.sleep(0.2)
                 continue
             queue = self._streams[node] = _Queue()
-            self._announced[node] = set()
+            for frame in self._links:
+                queue.put(frame)
             self._changed.set()
             self._changed = anyio.Event()
             async with anyio.create_task_group() as tg:
@@ -287,7 +290,6 @@ class ClusterClient:
                     pass
                 finally:
                     self._streams.pop(node, None)
-                    self._announced.pop(node, None)
                     queue.send.close()
                     await stream.aclose()
             await anyio.sleep(0.1)
@@ -305,20 +307,11 @@ class ClusterClient:
             await self._changed.wait()
 
     def _apply(self, core: Client, actions: Sequence[Action]) -> None:
-        name = core.signer.node_id
         for a in actions:
-            if isinstance(a, Send):  # a core only ever sends its signed request
+            if isinstance(a, Send):  # a core only ever sends its signed request, to every replica
                 queue = self._streams.get(a.dst)
                 if queue is not None:
-                    queue.put(a.frame)
-                    self._announced[a.dst].add(name)
-                # A replica routes a client's replies to the connection that client's requests
-                # arrive on; a request sent to the primary alone teaches the backups nothing, so
-                # the first request of each client on each new connection goes there too.
-                for node, seen in self._announced.items():
-                    if name not in seen:
-                        seen.add(name)
-                        self._streams[node].put(a.frame)
+                    queue.put(a.frame)  # which also tells the replica where this client's replies go
         if not core.busy:
             done = self._done.get(core.signer.node_id)
             if done is not None:

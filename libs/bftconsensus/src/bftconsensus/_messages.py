@@ -32,6 +32,7 @@ __all__ = [
     "Attempt",
     "Verdict",
     "ClientRequest",
+    "ClientLink",
     "PrePrepare",
     "Prepare",
     "CommitVote",
@@ -158,6 +159,13 @@ class ClientRequest(Message):
     client: str = ""
     timestamp: int = 0
     operation: bytes = b""
+
+
+@schema(STR, STR)
+@dataclasses.dataclass(slots=True)
+class ClientLink(Message):
+    client: str = ""
+    peer: str = ""
 
 
 @schema(U64, U64, BYTES, rmsg(Signed))

@@ -103,6 +103,18 @@ class ClientRequest(betterproto.Message):
 
 
 @dataclass(eq=False, repr=False)
+class ClientLink(betterproto.Message):
+    """
+    Signed by a client: "requests of mine arriving over peer's authenticated link are mine". Lets
+     one process (peer) carry the requests of many clients, which replicas then take from that link
+     without checking each request's signature.
+    """
+
+    client: str = betterproto.string_field(1)
+    peer: str = betterproto.string_field(2)
+
+
+@dataclass(eq=False, repr=False)
 class PrePrepare(betterproto.Message):
     view: int = betterproto.uint64_field(1)
     seq: int = betterproto.uint64_field(2)
