@@ -11,6 +11,7 @@ a replica behind the stable checkpoint fetches a snapshot that 2f+1 checkpoint s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 from bftconsensus import _messages as pb
@@ -23,6 +24,7 @@ from bftconsensus._certs import (
     primary_of,
     quorum_size,
 )
+from bftconsensus._errors import DecodeError
 from bftconsensus._replica_core import ReplicaCore
 from bftconsensus._wire import Kind, open_signed, seal
 
@@ -141,7 +143,10 @@ class Replica(ReplicaCore):
     def _on_state_response(self, resp: pb.StateResponse) -> list[Action]:
         actions: list[Action] = []
         if resp.new_view.signature:
-            actions += self._on_new_view(resp.new_view)
+            # A NEW-VIEW this replica cannot check (say, signed under a membership it joined
+            # after) must not cost it the snapshot, which carries its own certificate.
+            with contextlib.suppress(DecodeError):
+                actions += self._on_new_view(resp.new_view)
         if resp.seq > self.last_executed:
             # A replica that executed a reconfiguration but missed its boundary catches up from a
             # checkpoint that the NEW membership signed (the removed replicas no longer do).

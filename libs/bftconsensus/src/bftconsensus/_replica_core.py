@@ -206,7 +206,9 @@ class ReplicaCore(abc.ABC):
             return []
         if tag == "state":
             self._state_wanted = False
-            if self._ahead and len(self._ahead) > self.f:
+            # Ask again while a stable checkpoint is still ahead of execution: the first request
+            # may have reached replicas that had not yet made that checkpoint stable themselves.
+            if self.last_executed < self.stable_seq or len(self._ahead) > self.f:
                 return self._request_state()
         return []
 

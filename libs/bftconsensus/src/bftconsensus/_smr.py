@@ -87,7 +87,7 @@ class ReplicaConfig:
     checkpoint_interval: int = 128  # PBFT's checkpoint period
     watermark_window: int = 256  # L = 2 x checkpoint interval, as in PBFT
     batch_size: int = 64
-    max_inflight: int = 2  # batches in flight: more pipelines, fewer lets batches grow under load
+    max_inflight: int = 1  # batches in flight: more pipelines, fewer lets batches grow under load
     view_change_timeout: float = 2.0
     state_retry: float = 1.0
     history_limit: int = 100_000  # executed (seq, digest) pairs kept for inspection
