@@ -6,18 +6,18 @@ replica is *prepared* and sends COMMIT; with a quorum of matching commits it exe
 every batch below n has executed, and replies to the client. Messages that go into certificates
 other replicas check (pre-prepares, prepares, checkpoints, view changes, client requests) are
 Ed25519-signed; commits and replies, which never leave the link they arrive on, are authenticated
-by that link (meshnet mutual TLS), as PBFT authenticates everything with MACs.
+by that link (meshnet mutual TLS), as PBFT authenticates everything with MACs. Taking requests in,
+batching and replying live in :mod:`bftconsensus._intake`; recovery in :mod:`bftconsensus._replica`.
 """
 
 from __future__ import annotations
 
 import abc
-import zlib
 from collections import OrderedDict
 from collections.abc import Container
 
 from bftconsensus import _messages as pb
-from bftconsensus._actions import Action, CancelTimer, Send, SetTimer
+from bftconsensus._actions import Action, CancelTimer, Send
 from bftconsensus._certs import (
     batch_digest,
     faults_tolerated,
@@ -27,6 +27,7 @@ from bftconsensus._certs import (
 )
 from bftconsensus._crypto import KeyDirectory, Signer
 from bftconsensus._errors import DecodeError
+from bftconsensus._intake import RequestIntake
 from bftconsensus._links import ClientLinks
 from bftconsensus._smr import RECONFIGURE_PREFIX, ReplicaConfig, StateMachine
 from bftconsensus._wire import (
@@ -53,7 +54,7 @@ class _Slot:
         self.committed: pb.PrePrepare | None = None
 
 
-class ReplicaCore(abc.ABC):
+class ReplicaCore(RequestIntake):
     """Normal-case PBFT: requests, pre-prepare/prepare/commit, execution, replies.
 
     Recovery (checkpoints, state transfer, view change, membership) lives in the subclass
@@ -211,110 +212,6 @@ class ReplicaCore(abc.ABC):
             if self.last_executed < self.stable_seq or len(self._ahead) > self.f:
                 return self._request_state()
         return []
-
-    # ------------------------------------------------------------------ requests
-    def _on_request(self, src: str, env: pb.Signed) -> list[Action]:
-        if self.links.speaks_for(src, env.signer):  # the client's own authenticated link
-            req = open_unsigned(env, pb.ClientRequest, self.limits)
-        else:
-            req = open_signed(self.keys, env, pb.ClientRequest, self.limits)
-        if req.client != env.signer or not self._is_client(req.client):
-            return []
-        done = self.client_table.get(req.client)
-        if done is not None and req.timestamp <= done[0]:
-            if req.timestamp == done[0]:
-                return [self._reply(req.client, done[0], done[1])]
-            return []
-        held = self.pending.get(req.client)
-        if held is not None and held[0] >= req.timestamp:
-            if held[0] == req.timestamp and req.client not in self.overdue:
-                self.overdue.add(req.client)
-                return self._arm_timer()
-            return []
-        self.pending[req.client] = (req.timestamp, env)
-        self.overdue.discard(req.client)
-        return self._arm_timer() + self._propose()
-
-    def _waiting(self) -> bool:
-        """Whether this replica expects a pending request to execute (its view-change timer runs).
-
-        The primary waits on every request it holds. Backups hold every request too (clients
-        send to all replicas), but, as in PBFT, where backups see a request only when its client
-        retransmits, a backup starts waiting on a request only once it came again: a slow batch
-        is not yet a reason to replace the primary.
-        """
-        if self.is_primary:
-            return bool(self.pending)
-        return bool(self.overdue)
-
-    def _drop_pending(self, client: str) -> None:
-        del self.pending[client]
-        self.overdue.discard(client)
-
-    def _arm_timer(self) -> list[Action]:
-        if self._timer_running or not self._waiting():
-            return []
-        self._timer_running = True
-        return [SetTimer("view-change", self.config.view_change_timeout * (2 ** min(self._vc_attempts, 6)))]
-
-    def _propose(self) -> list[Action]:
-        if not self.is_primary:
-            return []
-        actions: list[Action] = []
-        while (
-            self.next_seq - 1 - self.last_executed < self.config.max_inflight
-            and self._in_window(self.next_seq)
-            and not (self.reconfig_at and self.next_seq > self.reconfig_at)
-        ):
-            batch = self._next_batch()
-            if not batch and not self.reconfig_at:
-                break  # with a reconfiguration pending, empty batches carry the log to its boundary
-            seq = self.next_seq
-            self.next_seq += 1  # before issuing: issuing can execute (n=1) and re-enter _propose
-            actions += self._issue_pre_prepare(seq, batch)
-        return actions
-
-    def _next_batch(self) -> list[pb.Signed]:
-        """Up to ``batch_size`` pending requests not yet ordered, each with a valid signature.
-
-        Backups that did not get a request from its client check its signature instead, so the
-        primary proposes only requests whose signature holds: a client that signs badly and
-        sends its request to the primary alone cannot stall a slot into a view change.
-        """
-        batch: list[pb.Signed] = []
-        for client, (ts, env) in sorted(self.pending.items()):
-            if len(batch) == self.config.batch_size:
-                break
-            if (client, ts) in self.assigned:
-                continue
-            try:
-                open_signed(self.keys, env, pb.ClientRequest, self.limits)
-            except DecodeError:
-                self._drop_pending(client)
-                continue
-            self.assigned.add((client, ts))
-            batch.append(env)
-        return batch
-
-    def _authenticate(self, envs: list[pb.Signed]) -> None:
-        """Raise DecodeError unless this replica can vouch that each request's client sent it.
-
-        A request this replica received from its client's own authenticated link, or whose
-        signature verifies, is authentic; one already executed is skipped at execution anyway.
-        Every prepare for a batch therefore vouches for its requests, and a certificate holds at
-        least f+1 prepares (pre-prepare included), one of them honest: so certificates are not
-        re-checked against client signatures, as PBFT with MAC authenticators does. That spares
-        the backups one Ed25519 verification per request, the largest cost per operation.
-        """
-        for env in envs:
-            req = parse_request(env, self.members, self.limits)
-            held = self.pending.get(req.client)
-            if held is not None and held[1].body == env.body and held[1].signature == env.signature:
-                continue
-            done = self.client_table.get(req.client)
-            if done is not None and req.timestamp <= done[0]:
-                continue
-            open_signed(self.keys, env, pb.ClientRequest, self.limits)
 
     def _issue_pre_prepare(self, seq: int, batch: list[pb.Signed]) -> list[Action]:
         """Sign and send one pre-prepare (a Byzantine test double overrides this to equivocate)."""
@@ -479,32 +376,6 @@ class ReplicaCore(abc.ABC):
         if seq % self.config.checkpoint_interval == 0:
             actions += self._take_checkpoint(seq)
         return actions
-
-    def _replies_first(self, client: str, ts: int) -> bool:
-        """Whether this replica is one of the f+1 that answer the request's first transmission.
-
-        The f+1 are consecutive members from a start every replica computes alike (CRC-32 of the
-        client id plus the timestamp), so the reply work is spread over the members.
-        """
-        n = len(self.members)
-        try:
-            mine = self.members.index(self.me)
-        except ValueError:
-            return False
-        start = (zlib.crc32(client.encode()) + ts) % n
-        return (mine - start) % n <= self.f
-
-    def _reply(self, client: str, ts: int, result: bytes) -> Send:
-        reply = pb.Reply(self.view, ts, client, self.me, self.reply_result(result))
-        if self.config.sign_all_messages:
-            env = seal(self.signer, Kind.REPLY, reply)
-        else:  # authenticated by the channel to the client (see ReplicaConfig.sign_all_messages)
-            env = pb.Signed(int(Kind.REPLY), bytes(reply), self.me)
-        return Send(client, bytes(env))
-
-    def reply_result(self, result: bytes) -> bytes:
-        """The result put in replies (a Byzantine test double overrides this to lie)."""
-        return result
 
     # ------------------------------------------------------------------ hooks (see Replica)
     @abc.abstractmethod

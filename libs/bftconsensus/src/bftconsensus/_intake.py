@@ -1,0 +1,193 @@
+"""The client-facing side of a PBFT replica: taking requests in, batching them, replying.
+
+Clients send every request to every replica. A replica takes a request from its client's own
+authenticated link (or a link the client granted, see ``ClientLinks``) without checking its
+signature, and from anywhere else only with a valid one. The primary batches pending requests,
+proposing only those whose signature holds; a backup accepts a batch when it can vouch for each
+request in it. Replies go out from f+1 designated replicas per request, from every replica that
+executed it when the client retransmits.
+"""
+
+from __future__ import annotations
+
+import abc
+import zlib
+
+from bftconsensus import _messages as pb
+from bftconsensus._actions import Action, Send, SetTimer
+from bftconsensus._certs import parse_request
+from bftconsensus._crypto import KeyDirectory, Signer
+from bftconsensus._errors import DecodeError
+from bftconsensus._links import ClientLinks
+from bftconsensus._smr import ReplicaConfig
+from bftconsensus._wire import Kind, WireLimits, open_signed, open_unsigned, seal
+
+__all__ = ["RequestIntake"]
+
+
+class RequestIntake(abc.ABC):
+    """Requests and replies, on the state :class:`~bftconsensus._replica_core.ReplicaCore` owns."""
+
+    config: ReplicaConfig
+    keys: KeyDirectory
+    limits: WireLimits
+    signer: Signer
+    me: str
+    members: tuple[str, ...]
+    view: int
+    next_seq: int
+    last_executed: int
+    reconfig_at: int
+    pending: dict[str, tuple[int, pb.Signed]]  # the latest request held per client
+    overdue: set[str]  # clients whose pending request came again (retransmitted)
+    assigned: set[tuple[str, int]]  # (client, timestamp) already put in a batch in this view
+    client_table: dict[str, tuple[int, bytes]]  # the last executed timestamp and result per client
+    links: ClientLinks
+    _timer_running: bool
+    _vc_attempts: int
+
+    @property
+    @abc.abstractmethod
+    def f(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def is_primary(self) -> bool: ...
+
+    @abc.abstractmethod
+    def _is_client(self, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    def _in_window(self, seq: int) -> bool: ...
+
+    @abc.abstractmethod
+    def _issue_pre_prepare(self, seq: int, batch: list[pb.Signed]) -> list[Action]: ...
+    def _on_request(self, src: str, env: pb.Signed) -> list[Action]:
+        if self.links.speaks_for(src, env.signer):  # the client's own authenticated link
+            req = open_unsigned(env, pb.ClientRequest, self.limits)
+        else:
+            req = open_signed(self.keys, env, pb.ClientRequest, self.limits)
+        if req.client != env.signer or not self._is_client(req.client):
+            return []
+        done = self.client_table.get(req.client)
+        if done is not None and req.timestamp <= done[0]:
+            if req.timestamp == done[0]:
+                return [self._reply(req.client, done[0], done[1])]
+            return []
+        held = self.pending.get(req.client)
+        if held is not None and held[0] >= req.timestamp:
+            if held[0] == req.timestamp and req.client not in self.overdue:
+                self.overdue.add(req.client)
+                return self._arm_timer()
+            return []
+        self.pending[req.client] = (req.timestamp, env)
+        self.overdue.discard(req.client)
+        return self._arm_timer() + self._propose()
+
+    def _waiting(self) -> bool:
+        """Whether this replica expects a pending request to execute (its view-change timer runs).
+
+        The primary waits on every request it holds. Backups hold every request too (clients
+        send to all replicas), but, as in PBFT, where backups see a request only when its client
+        retransmits, a backup starts waiting on a request only once it came again: a slow batch
+        is not yet a reason to replace the primary.
+        """
+        if self.is_primary:
+            return bool(self.pending)
+        return bool(self.overdue)
+
+    def _drop_pending(self, client: str) -> None:
+        del self.pending[client]
+        self.overdue.discard(client)
+
+    def _arm_timer(self) -> list[Action]:
+        if self._timer_running or not self._waiting():
+            return []
+        self._timer_running = True
+        return [SetTimer("view-change", self.config.view_change_timeout * (2 ** min(self._vc_attempts, 6)))]
+
+    def _propose(self) -> list[Action]:
+        if not self.is_primary:
+            return []
+        actions: list[Action] = []
+        while (
+            self.next_seq - 1 - self.last_executed < self.config.max_inflight
+            and self._in_window(self.next_seq)
+            and not (self.reconfig_at and self.next_seq > self.reconfig_at)
+        ):
+            batch = self._next_batch()
+            if not batch and not self.reconfig_at:
+                break  # with a reconfiguration pending, empty batches carry the log to its boundary
+            seq = self.next_seq
+            self.next_seq += 1  # before issuing: issuing can execute (n=1) and re-enter _propose
+            actions += self._issue_pre_prepare(seq, batch)
+        return actions
+
+    def _next_batch(self) -> list[pb.Signed]:
+        """Up to ``batch_size`` pending requests not yet ordered, each with a valid signature.
+
+        Backups that did not get a request from its client check its signature instead, so the
+        primary proposes only requests whose signature holds: a client that signs badly and
+        sends its request to the primary alone cannot stall a slot into a view change.
+        """
+        batch: list[pb.Signed] = []
+        for client, (ts, env) in sorted(self.pending.items()):
+            if len(batch) == self.config.batch_size:
+                break
+            if (client, ts) in self.assigned:
+                continue
+            try:
+                open_signed(self.keys, env, pb.ClientRequest, self.limits)
+            except DecodeError:
+                self._drop_pending(client)
+                continue
+            self.assigned.add((client, ts))
+            batch.append(env)
+        return batch
+
+    def _authenticate(self, envs: list[pb.Signed]) -> None:
+        """Raise DecodeError unless this replica can vouch that each request's client sent it.
+
+        A request this replica received from its client's own authenticated link, or whose
+        signature verifies, is authentic; one already executed is skipped at execution anyway.
+        Every prepare for a batch therefore vouches for its requests, and a certificate holds at
+        least f+1 prepares (pre-prepare included), one of them honest: so certificates are not
+        re-checked against client signatures, as PBFT with MAC authenticators does. That spares
+        the backups one Ed25519 verification per request, the largest cost per operation.
+        """
+        for env in envs:
+            req = parse_request(env, self.members, self.limits)
+            held = self.pending.get(req.client)
+            if held is not None and held[1].body == env.body and held[1].signature == env.signature:
+                continue
+            done = self.client_table.get(req.client)
+            if done is not None and req.timestamp <= done[0]:
+                continue
+            open_signed(self.keys, env, pb.ClientRequest, self.limits)
+
+    # ------------------------------------------------------------------ replies
+    def _replies_first(self, client: str, ts: int) -> bool:
+        """Whether this replica is one of the f+1 that answer the request's first transmission.
+
+        The f+1 are consecutive members from a start every replica computes alike (CRC-32 of the
+        client id plus the timestamp), so the reply work is spread over the members.
+        """
+        n = len(self.members)
+        try:
+            mine = self.members.index(self.me)
+        except ValueError:
+            return False
+        start = (zlib.crc32(client.encode()) + ts) % n
+        return (mine - start) % n <= self.f
+
+    def _reply(self, client: str, ts: int, result: bytes) -> Send:
+        reply = pb.Reply(self.view, ts, client, self.me, self.reply_result(result))
+        if self.config.sign_all_messages:
+            env = seal(self.signer, Kind.REPLY, reply)
+        else:  # authenticated by the channel to the client (see ReplicaConfig.sign_all_messages)
+            env = pb.Signed(int(Kind.REPLY), bytes(reply), self.me)
+        return Send(client, bytes(env))
+
+    def reply_result(self, result: bytes) -> bytes:
+        """The result put in replies (a Byzantine test double overrides this to lie)."""
+        return result
