@@ -33,10 +33,15 @@ class ReplicaMetrics:
             "replica_view_changes", "Views entered after view 0", labels=("replica",)
         )
         self._seen: dict[str, tuple[int, int]] = {}
+        self._last: dict[str, tuple[int, int, int, int]] = {}
         self._children: dict[str, tuple[Any, ...]] = {}
 
     def observe(self, replica: Replica) -> None:
         name = replica.me
+        state = (replica.view, replica.last_executed, replica.stable_seq, len(replica.members))
+        if self._last.get(name) == state:
+            return  # most frames change none of these: skip the gauges' locks
+        self._last[name] = state
         children = self._children.get(name)
         if children is None:  # labelled children resolved once: observe runs after every event
             children = self._children[name] = tuple(
