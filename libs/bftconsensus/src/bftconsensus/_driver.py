@@ -22,6 +22,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 import obs
 from bftconsensus._actions import Action, CancelTimer, Send, SetTimer
 from bftconsensus._client import Client, reply_addressee
+from bftconsensus._deadlines import Deadlines
 from bftconsensus._errors import BftConsensusError, DecodeError
 from bftconsensus._metrics import ReplicaMetrics
 from bftconsensus._replica import Replica
@@ -122,7 +123,7 @@ class ReplicaService:
         # client id -> the stream its latest request came in on: one connection may carry many
         # clients (ClusterClient with several Client cores), and their replies share its writes
         self._routes: dict[str, _Queue] = {}
-        self._timers: dict[str, anyio.CancelScope] = {}
+        self._timers = Deadlines(lambda tag: self._dispatch(self.replica.timer(tag)))
         self._tg: anyio.abc.TaskGroup | None = None
         self._server: MeshServer | None = None
         self.metrics = metrics if metrics is not None else ReplicaMetrics()
@@ -139,6 +140,7 @@ class ReplicaService:
         await self._tg.__aenter__()
         for box in self._out.values():
             self._tg.start_soon(box.run)
+        self._tg.start_soon(self._timers.run)
         self._server = MeshServer(self.creds, self._handle, host=self.host, port=self._port)
         await self._server.__aenter__()
         self._dispatch(self.replica.start())
@@ -202,23 +204,9 @@ class ReplicaService:
                 if box is not None:
                     box.put(a.frame)
             elif isinstance(a, SetTimer):
-                old = self._timers.pop(a.tag, None)
-                if old is not None:
-                    old.cancel()
-                scope = anyio.CancelScope()
-                self._timers[a.tag] = scope
-                self._tg.start_soon(self._timer, a.tag, a.delay, scope)
+                self._timers.set(a.tag, a.delay)
             elif isinstance(a, CancelTimer):
-                old = self._timers.pop(a.tag, None)
-                if old is not None:
-                    old.cancel()
-
-    async def _timer(self, tag: str, delay: float, scope: anyio.CancelScope) -> None:
-        with scope:
-            await anyio.sleep(delay)
-            if self._timers.get(tag) is scope:
-                del self._timers[tag]
-                self._dispatch(self.replica.timer(tag))
+                self._timers.cancel(a.tag)
 
 
 class ClusterClient:
@@ -251,6 +239,7 @@ class ClusterClient:
         self._streams: dict[str, _Queue] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._done: dict[str, anyio.Event] = {}
+        self._retransmit = Deadlines(self._on_retransmit)
         self._changed = anyio.Event()
 
     async def __aenter__(self) -> ClusterClient:
@@ -258,6 +247,7 @@ class ClusterClient:
         await self._tg.__aenter__()
         for node in self.addresses:
             self._tg.start_soon(self._keep, node)
+        self._tg.start_soon(self._retransmit.run)
         return self
 
     async def __aexit__(
@@ -307,15 +297,24 @@ class ClusterClient:
             await self._changed.wait()
 
     def _apply(self, core: Client, actions: Sequence[Action]) -> None:
+        name = core.signer.node_id
         for a in actions:
             if isinstance(a, Send):  # a core only ever sends its signed request, to every replica
                 queue = self._streams.get(a.dst)
                 if queue is not None:
                     queue.put(a.frame)  # which also tells the replica where this client's replies go
+            elif isinstance(a, SetTimer):
+                self._retransmit.set(name, a.delay)
         if not core.busy:
-            done = self._done.get(core.signer.node_id)
+            self._retransmit.cancel(name)
+            done = self._done.get(name)
             if done is not None:
                 done.set()
+
+    def _on_retransmit(self, name: str) -> None:
+        core = self.clients[name]
+        if core.busy:
+            self._apply(core, core.timer("retransmit"))
 
     async def call(self, operation: bytes, *, client: str | None = None) -> bytes:
         """Order ``operation`` and return its result once f+1 replicas agree on it.
@@ -332,13 +331,12 @@ class ClusterClient:
             if found is None:
                 raise BftConsensusError(f"no client {client!r} in this ClusterClient")
             core = found
-        name = core.signer.node_id
-        done = self._done[name] = anyio.Event()
-        self._apply(core, core.submit(operation))
-        while core.busy:
-            with anyio.move_on_after(core.retransmit):
-                await done.wait()
-            if core.busy:
-                self._apply(core, core.timer("retransmit"))
+        done = self._done[core.signer.node_id] = anyio.Event()
+        self._apply(core, core.submit(operation))  # arms its retransmission (see _on_retransmit)
+        try:
+            await done.wait()
+        finally:
+            if core.busy:  # cancelled by the caller: stop retransmitting what nobody awaits
+                self._retransmit.cancel(core.signer.node_id)
         assert core.result is not None
         return core.result

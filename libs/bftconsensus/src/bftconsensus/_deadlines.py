@@ -1,0 +1,53 @@
+"""Named timers served by one task, for the anyio drivers.
+
+A replica re-arms its view-change timer after every executed batch and a client arms one per
+request. A task and a cancel scope per timer (anyio formats the cancelled task's repr on every
+cancel) cost more than the work they guard; here setting or cancelling a timer is a dict write,
+and the one task wakes only when the earliest deadline moves earlier or comes due.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import anyio
+
+__all__ = ["Deadlines"]
+
+
+class Deadlines:
+    """``set(name, delay)``, ``cancel(name)``; ``run()`` calls ``fire(name)`` when one is due."""
+
+    def __init__(self, fire: Callable[[str], None]) -> None:
+        self._fire = fire
+        self._due: dict[str, float] = {}
+        self._wake = anyio.Event()
+        self._next = math.inf  # when run() will look next
+
+    def set(self, name: str, delay: float) -> None:
+        """Arm ``name`` to fire ``delay`` seconds from now (re-arming replaces the deadline)."""
+        when = anyio.current_time() + delay
+        self._due[name] = when
+        if when < self._next:
+            self._wake.set()
+
+    def cancel(self, name: str) -> None:
+        self._due.pop(name, None)
+
+    def pending(self, name: str) -> bool:
+        return name in self._due
+
+    async def run(self) -> None:
+        while True:
+            now = anyio.current_time()
+            for name in [n for n, when in self._due.items() if when <= now]:
+                del self._due[name]
+                self._fire(name)  # may set() again: the next deadline is computed after
+            self._next = min(self._due.values(), default=math.inf)
+            self._wake = anyio.Event()
+            if self._next == math.inf:
+                await self._wake.wait()
+            else:
+                with anyio.move_on_after(self._next - anyio.current_time()):
+                    await self._wake.wait()
