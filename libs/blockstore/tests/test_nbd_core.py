@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 from hypothesis import given, settings
@@ -241,3 +242,35 @@ def test_fuzzed_requests_after_handshake_yield_only_in_range_requests(
                 assert ev.command in (p.CMD_READ, p.CMD_WRITE, p.CMD_FLUSH, p.CMD_TRIM, p.CMD_WRITE_ZEROES)
             elif isinstance(ev, NbdDisconnect):
                 return
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([p.CMD_READ, p.CMD_WRITE, p.CMD_FLUSH]), st.integers(0, 255), st.binary()),
+        max_size=8,
+    ),
+    st.lists(st.integers(min_value=0, max_value=4000), max_size=10),
+    st.lists(st.booleans(), max_size=10),
+)
+def test_requests_come_out_the_same_whatever_the_chunking(
+    reqs: list[tuple[int, int, bytes]], cuts: list[int], drain_after: list[bool]
+) -> None:
+    """In-place parsing of a received chunk and requests split across chunks agree (order too)."""
+    stream = b""
+    expected = []
+    for handle, (cmd, block, payload) in enumerate(reqs):
+        length = len(payload) if cmd == p.CMD_WRITE else (512 if cmd == p.CMD_READ else 0)
+        offset = 0 if cmd == p.CMD_FLUSH else block * 512
+        stream += request(cmd, offset, length, handle=handle) + (payload if cmd == p.CMD_WRITE else b"")
+        expected.append(NbdRequest(handle, cmd, 0, offset, length, payload if cmd == p.CMD_WRITE else b""))
+    conn = negotiated()
+    points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
+    got: list[object] = []
+    for i, (start, end) in enumerate(itertools.pairwise(points)):
+        conn.receive_data(stream[start:end])
+        if i < len(drain_after) and not drain_after[i]:
+            continue  # a second chunk before the first is parsed
+        got += drain(conn)
+    got += drain(conn)
+    assert got == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import struct
 import subprocess
 import sys
@@ -105,6 +106,39 @@ def test_wire_round_trip() -> None:
     assert dec.next_frame() is None
     dec.feed(frame(body)[10:])
     assert dec.next_frame() == body
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.binary(max_size=300), max_size=8),
+    st.lists(st.integers(min_value=0, max_value=2000), max_size=8),
+    st.lists(st.booleans(), max_size=8),
+)
+def test_frame_decoder_yields_the_frames_whatever_the_chunking(
+    bodies: list[bytes], cuts: list[int], drain: list[bool]
+) -> None:
+    """Frames read in place from a chunk and frames split across chunks come out the same."""
+    stream = b"".join(frame(b) for b in bodies)
+    points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
+    dec = FrameDecoder()
+    got: list[bytes] = []
+    for i, (start, end) in enumerate(itertools.pairwise(points)):
+        dec.feed(stream[start:end])
+        if i < len(drain) and not drain[i]:
+            continue  # sometimes feed again before reading: chunk and buffer must stay in order
+        while (body := dec.next_frame()) is not None:
+            got.append(body)
+    while (body := dec.next_frame()) is not None:
+        got.append(body)
+    assert got == bodies
+
+
+def test_frame_decoder_refuses_an_oversized_frame_inside_a_chunk() -> None:
+    dec = FrameDecoder(max_frame=1024)
+    dec.feed(frame(b"ok") + struct.pack("<I", 1 << 30) + b"x" * 10)
+    assert dec.next_frame() == b"ok"
+    with pytest.raises(blockstore.WireError, match="exceeds the limit"):
+        dec.next_frame()
 
 
 def test_wire_refuses_oversized_frames_before_buffering() -> None:
@@ -216,3 +250,48 @@ def test_cli_bad_argument_is_one_line_not_a_traceback() -> None:
     assert proc.returncode == 2
     assert "chunk_size=3: must be a power of two" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_write_targets_follow_every_health_change() -> None:
+    """write_targets is cached per placement: every mark_* must invalidate it."""
+    from blockstore._replication import ReplicaSetState
+
+    state = ReplicaSetState(["a", "b", "c"], WritePolicy(min_replicas=2))
+    placement = ("a", "b", "c")
+    assert state.write_targets(placement) == ("a", "b", "c")
+    state.mark_down("b")
+    assert state.write_targets(placement) == ("a", "c")
+    state.mark_rebuilding("b")
+    assert state.write_targets(placement) == ("a", "b", "c")
+    state.mark_down("a")
+    state.mark_down("c")
+    with pytest.raises(blockstore.InsufficientReplicasError, match="min_replicas=2"):
+        state.write_targets(placement)
+    state.mark_healthy("a")
+    assert state.write_targets(placement) == ("a", "b")
+
+
+def test_read_candidates_follow_health_and_latency() -> None:
+    """healthy() is cached per placement; nearest() is the first of read_candidates()."""
+    from blockstore._replication import ReplicaSetState
+
+    state = ReplicaSetState(["a", "b", "c"], WritePolicy(min_replicas=2))
+    placement = ("a", "b", "c")
+    assert state.nearest(placement) == "a"  # no latency seen yet: placement order
+    state.observe("a", 0.003)
+    state.observe("b", 0.001)
+    state.observe("c", 0.002)
+    assert state.read_candidates(placement) == ["b", "c", "a"]
+    assert state.nearest(placement) == "b"
+    state.mark_down("b")
+    assert state.healthy(placement) == ("a", "c")
+    assert state.nearest(placement) == "c"
+    assert state.read_candidates(placement, exclude=["c"]) == ["a"]
+    state.mark_rebuilding("b")  # rebuilding replicas take writes but serve no reads
+    assert state.nearest(placement) == "c"
+    state.mark_healthy("b")
+    assert state.nearest(placement) == "b"
+    for node in placement:
+        state.mark_down(node)
+    assert state.nearest(placement) is None
+    assert state.read_candidates(placement) == []

@@ -64,11 +64,19 @@ class BodyStream:
         self._decoder = FrameDecoder(max_frame)
 
     async def send_many(self, bodies: list[bytes]) -> None:
+        await self.send_gathered([[body] for body in bodies])
+
+    async def send_gathered(self, bodies: list[list[bytes]]) -> None:
+        """Send bodies each given as a list of parts (a header, entries, block data...).
+
+        Parts are joined once, with the length prefixes, into the bytes handed to the channel:
+        joining each body first and then the stream would copy every block twice.
+        """
         parts: list[bytes] = []
         pack = _LEN.pack
-        for body in bodies:  # one join: no per-body concatenation copy
-            parts.append(pack(len(body)))
-            parts.append(body)
+        for body in bodies:
+            parts.append(pack(sum(map(len, body))))
+            parts.extend(body)
         data = b"".join(parts)
         try:
             for start in range(0, len(data), _SLICE):
@@ -82,11 +90,11 @@ class BodyStream:
         ) as exc:
             raise ReplicaUnavailableError(f"connection lost while sending: {type(exc).__name__}") from None
 
-    def receive_nowait(self) -> bytes | None:
+    def receive_nowait(self) -> bytes | memoryview | None:
         """A body already buffered, if any: lets a server answer a pipelined batch in one write."""
         return self._decoder.next_frame()
 
-    async def receive(self) -> bytes:
+    async def receive(self) -> bytes | memoryview:
         while True:
             body = self._decoder.next_frame()
             if body is not None:

@@ -20,6 +20,8 @@ from ._replication import RoundOutcome, WriteRound
 
 __all__ = ["Deadlines", "InflightWrite"]
 
+_PENDING = RoundOutcome.PENDING
+
 
 class InflightWrite:
     """Targets of one write that have not answered yet.
@@ -74,7 +76,9 @@ class InflightWrite:
             self._on_failure(node_id)
         if not pending:
             self._release()
-        if outcome is not RoundOutcome.PENDING or not self.pending:
+        elif outcome is _PENDING:
+            return  # the common answer: others still outstanding, nothing decided
+        if outcome is not _PENDING or not pending:
             if self._decided is not None:
                 self._decided.set()
             listeners, self._listeners = self._listeners, None

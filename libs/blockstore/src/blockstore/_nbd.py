@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, NamedTuple
 
 import attrs
 
@@ -46,7 +46,18 @@ _REQ_HEADER = struct.Struct(">IHHQQI")
 _SIMPLE_REPLY = struct.Struct(">IIQ")
 _STRUCT_REPLY = struct.Struct(">IHHQI")
 _REP_HEADER = struct.Struct(">QIII")
+_DATA_CHUNK = struct.Struct(">IHHQIQ")  # structured reply header + the OFFSET_DATA offset
+_STRUCT_MAGIC: Final = p.STRUCTURED_REPLY_MAGIC
+_SIMPLE_MAGIC: Final = p.SIMPLE_REPLY_MAGIC
+_DATA_FLAGS: Final = p.REPLY_FLAG_DONE
+_OFFSET_DATA: Final = p.REPLY_TYPE_OFFSET_DATA
 
+_REQUEST_MAGIC: Final = p.REQUEST_MAGIC
+_CMD_READ: Final = p.CMD_READ
+_CMD_WRITE: Final = p.CMD_WRITE
+_CMD_DISC: Final = p.CMD_DISC
+_CMD_FLUSH: Final = p.CMD_FLUSH
+_DATA_COMMANDS: Final = frozenset((p.CMD_READ, p.CMD_WRITE, p.CMD_TRIM, p.CMD_WRITE_ZEROES))
 _KNOWN_CMD_FLAGS: Final = (
     p.CMD_FLAG_FUA | p.CMD_FLAG_NO_HOLE | p.CMD_FLAG_DF | p.CMD_FLAG_REQ_ONE | p.CMD_FLAG_FAST_ZERO
 )
@@ -85,9 +96,12 @@ class ExportInfo:
         return flags
 
 
-@attrs.frozen
-class NbdRequest:
-    """A valid transmission-phase request (bounds and flags already checked by the core)."""
+class NbdRequest(NamedTuple):
+    """A valid transmission-phase request (bounds and flags already checked by the core).
+
+    A named tuple rather than an attrs class: one is built per request, and building a frozen
+    attrs instance cost twice as much (0.7 us against 0.35 us, ~3% of a 4 KiB write).
+    """
 
     handle: int
     command: int
@@ -156,6 +170,10 @@ class NbdServerConnection:
             default_export = next(iter(self._exports))
         self._default = default_export
         self._buf = bytearray()
+        # In transmission, a received chunk is parsed in place while _buf is empty (one copy per
+        # write payload instead of two); only a request split across chunks goes through _buf.
+        self._chunk = b""
+        self._pos = 0
         self._out = bytearray()
         self._state = _CLIENT_FLAGS
         self._no_zeroes = False
@@ -167,18 +185,37 @@ class NbdServerConnection:
     # -- driver interface ---------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the client; ``b""`` means the client closed its side."""
-        if data:
+        if not data:
+            self._eof = True
+        elif self._pos < len(self._chunk):  # unread bytes of the previous chunk go first
+            self._buf += memoryview(self._chunk)[self._pos :]
+            self._buf += data
+            self._chunk, self._pos = b"", 0
+        elif self._buf or self._state != _TRANSMISSION:
             self._buf += data
         else:
-            self._eof = True
+            self._chunk, self._pos = data, 0
 
     def data_to_send(self) -> bytes:
         """Bytes the core wants written to the client (handshake replies, error replies)."""
+        if not self._out:  # the common case: called after every request
+            return b""
         out = bytes(self._out)
         self._out.clear()
         return out
 
     def next_event(self) -> NbdEvent:
+        if self._state == _TRANSMISSION:  # the hot path: one more request of a received batch
+            event = self._step_request()
+            if isinstance(event, NbdRequest):
+                return event
+            if event is not None:
+                if isinstance(event, NeedData) and self._eof:
+                    self._state = _CLOSED
+                    return NbdDisconnect(clean=False, reason="client closed the connection")
+                if isinstance(event, NbdDisconnect):
+                    self._state = _CLOSED
+                return event
         while True:
             if self._state == _CLOSED:
                 return NbdDisconnect(clean=True, reason="closed")
@@ -212,11 +249,9 @@ class NbdServerConnection:
     def read_reply_header(self, handle: int, offset: int, length: int) -> bytes:
         """What precedes ``length`` bytes of data in :meth:`read_reply` (a driver that writes
         header and data in one gather saves copying the data once more)."""
-        if self.structured_replies:
-            return _STRUCT_REPLY.pack(
-                p.STRUCTURED_REPLY_MAGIC, p.REPLY_FLAG_DONE, p.REPLY_TYPE_OFFSET_DATA, handle, 8 + length
-            ) + offset.to_bytes(8, "big")
-        return _SIMPLE_REPLY.pack(p.SIMPLE_REPLY_MAGIC, 0, handle)
+        if self.structured_replies:  # one OFFSET_DATA chunk header and its offset, one pack
+            return _DATA_CHUNK.pack(_STRUCT_MAGIC, _DATA_FLAGS, _OFFSET_DATA, handle, 8 + length, offset)
+        return _SIMPLE_REPLY.pack(_SIMPLE_MAGIC, 0, handle)
 
     # -- state machine ------------------------------------------------------------------------
     def _take(self, n: int) -> bytes:
@@ -353,24 +388,45 @@ class NbdServerConnection:
         return NbdExportChosen(export)
 
     def _step_request(self) -> NbdEvent | None:
-        buf = self._buf
-        if len(buf) < _REQ_HEADER.size:
-            return NEED_DATA
-        magic, flags, command, handle, offset, length = _REQ_HEADER.unpack_from(buf)
-        if magic != p.REQUEST_MAGIC:
-            return NbdDisconnect(clean=False, reason=f"bad request magic {magic:#x}")
-        if command == p.CMD_WRITE:
-            if length > MAX_PAYLOAD:
-                return NbdDisconnect(clean=False, reason=f"write payload {length} exceeds {MAX_PAYLOAD}")
-            if len(buf) < _REQ_HEADER.size + length:
+        chunk, pos = self._chunk, self._pos
+        if pos < len(chunk):  # parse in place from the received chunk
+            if len(chunk) - pos < _REQ_HEADER.size:
+                self._spill()
                 return NEED_DATA
-            with memoryview(buf) as view:  # one copy (a bytearray slice would be a second)
-                data = bytes(view[_REQ_HEADER.size : _REQ_HEADER.size + length])
-            del buf[: _REQ_HEADER.size + length]
+            magic, flags, command, handle, offset, length = _REQ_HEADER.unpack_from(chunk, pos)
+            if magic != _REQUEST_MAGIC:
+                return NbdDisconnect(clean=False, reason=f"bad request magic {magic:#x}")
+            start = pos + _REQ_HEADER.size
+            if command == _CMD_WRITE:
+                if length > MAX_PAYLOAD:
+                    return NbdDisconnect(clean=False, reason=f"write payload {length} exceeds {MAX_PAYLOAD}")
+                if len(chunk) < start + length:
+                    self._spill()
+                    return NEED_DATA
+                data = chunk[start : start + length]
+                self._pos = start + length
+            else:
+                data = b""
+                self._pos = start
         else:
-            data = b""
-            del buf[: _REQ_HEADER.size]
-        if command == p.CMD_DISC:
+            buf = self._buf
+            if len(buf) < _REQ_HEADER.size:
+                return NEED_DATA
+            magic, flags, command, handle, offset, length = _REQ_HEADER.unpack_from(buf)
+            if magic != _REQUEST_MAGIC:
+                return NbdDisconnect(clean=False, reason=f"bad request magic {magic:#x}")
+            if command == _CMD_WRITE:
+                if length > MAX_PAYLOAD:
+                    return NbdDisconnect(clean=False, reason=f"write payload {length} exceeds {MAX_PAYLOAD}")
+                if len(buf) < _REQ_HEADER.size + length:
+                    return NEED_DATA
+                with memoryview(buf) as view:  # one copy (a bytearray slice would be a second)
+                    data = bytes(view[_REQ_HEADER.size : _REQ_HEADER.size + length])
+                del buf[: _REQ_HEADER.size + length]
+            else:
+                data = b""
+                del buf[: _REQ_HEADER.size]
+        if command == _CMD_DISC:
             return NbdDisconnect(clean=True, reason="client sent NBD_CMD_DISC")
         error = self._validate(command, flags, offset, length)
         if error:
@@ -378,19 +434,25 @@ class NbdServerConnection:
             return None
         return NbdRequest(handle, command, flags, offset, length, data)
 
+    def _spill(self) -> None:
+        """A request continues past the chunk: keep its start in ``_buf`` for the next one."""
+        self._buf += memoryview(self._chunk)[self._pos :]
+        self._chunk, self._pos = b"", 0
+
     def _validate(self, command: int, flags: int, offset: int, length: int) -> int:
         export = self.export
         assert export is not None
         if flags & ~_KNOWN_CMD_FLAGS:
             return p.EINVAL
-        if command == p.CMD_FLUSH:
+        if command == _CMD_FLUSH:
             return 0
-        if command not in (p.CMD_READ, p.CMD_WRITE, p.CMD_TRIM, p.CMD_WRITE_ZEROES):
+        if command not in _DATA_COMMANDS:
             return p.EINVAL
-        if command != p.CMD_READ and export.read_only:
+        if command == _CMD_READ:
+            if length == 0 or length > MAX_PAYLOAD:
+                return p.EINVAL
+        elif export.read_only:
             return p.EPERM
-        if command == p.CMD_READ and (length == 0 or length > MAX_PAYLOAD):
-            return p.EINVAL
         if offset + length > export.size:
-            return p.EINVAL if command == p.CMD_READ else p.ENOSPC
+            return p.EINVAL if command == _CMD_READ else p.ENOSPC
         return 0

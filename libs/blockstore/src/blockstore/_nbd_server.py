@@ -71,6 +71,10 @@ class NbdServer:
     requests_failed: int = 0
 
 
+_CMD_READ = p.CMD_READ
+_CMD_WRITE = p.CMD_WRITE
+_FLAG_FUA = p.CMD_FLAG_FUA
+
 # Inline replies beyond this many bytes go out before the rest of the batch is served, so a batch of
 # large reads streams to the client instead of waiting for the last read (which lost pipelining).
 _SEND_EARLY = 256 * 1024
@@ -88,13 +92,19 @@ class _Outbox:
         self._stream: anyio.abc.ByteStream | None = None
 
     def put(self, data: bytes) -> None:
-        self._parts.append(data)
-        self._ready.set()
+        parts = self._parts
+        parts.append(data)
+        if len(parts) == 1:  # else the writer was woken when the first one arrived
+            self._ready.set()
 
     def put_many(self, parts: list[bytes]) -> None:
         """Queue several replies with one wake-up (the writer joins them into one send)."""
-        self._parts.extend(parts)
-        self._ready.set()
+        if parts:
+            waiting = self._parts
+            woken = bool(waiting)
+            waiting.extend(parts)
+            if not woken:
+                self._ready.set()
 
     def close(self) -> None:
         self._closing = True
@@ -324,7 +334,7 @@ class _FastPath:
         the reply); None when the plain async path must serve the request."""
         command = req.command
         try:
-            if command == p.CMD_READ and self.read_now is not None:
+            if command == _CMD_READ and self.read_now is not None:
                 data = self.read_now(req.offset, req.length)
                 if data is not None:  # header and data stay apart: the outbox joins them once
                     header = conn.read_reply_header(req.handle, req.offset, len(data))
@@ -337,8 +347,8 @@ class _FastPath:
                         self._read_later(pending, conn, req, outbox, server)
                         return 0
                 return None
-            if command == p.CMD_WRITE and self.begin_write is not None:
-                ticket = self.begin_write(req.offset, req.data, fua=req.fua)
+            if command == _CMD_WRITE and self.begin_write is not None:
+                ticket = self.begin_write(req.offset, req.data, fua=bool(req.flags & _FLAG_FUA))
                 if ticket is None:
                     return None
                 if not ticket.done:
@@ -371,9 +381,6 @@ async def _read_requests(
         try:
             while True:
                 event = conn.next_event()
-                out = conn.data_to_send()
-                if out:
-                    replies.append(out)
                 if isinstance(event, NbdRequest):
                     assert device is not None
                     assert fast is not None
@@ -388,6 +395,11 @@ async def _read_requests(
                             batched = 0
                             await anyio.lowlevel.checkpoint()
                     continue
+                # What the core queued itself (handshake replies, errors for invalid requests)
+                # goes with this batch: NBD replies may come in any order.
+                out = conn.data_to_send()
+                if out:
+                    replies.append(out)
                 if replies:
                     outbox.put_many(replies)
                     replies.clear()

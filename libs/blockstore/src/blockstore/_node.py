@@ -55,19 +55,25 @@ class StorageNode:
         return store
 
 
-def _split(store: ChunkStore, payload: bytes, count: int) -> tuple[bytes, bytes]:
+def _split(store: ChunkStore, payload: bytes | memoryview, count: int) -> tuple[memoryview, memoryview]:
     data_len = count * store.block_size
     if len(payload) != data_len + count * RECORD_SIZE:
         raise WireError(f"payload of {len(payload)} bytes does not hold {count} blocks and records")
-    return payload[:data_len], payload[data_len:]
+    view = memoryview(payload)
+    return view[:data_len], view[data_len:]
 
 
 async def _execute(
-    node: StorageNode, store: ChunkStore | None, op: Op, fields: tuple[int, ...], payload: bytes
+    node: StorageNode,
+    store: ChunkStore | None,
+    op: Op,
+    fields: tuple[int, ...],
+    payload: bytes | memoryview,
 ) -> tuple[ChunkStore | None, list[bytes]]:
     if op is Op.OPEN:
         size, block_size, chunk_size = fields
-        return node.open_store(payload.decode("utf-8", "replace"), size, block_size, chunk_size), []
+        name = bytes(payload).decode("utf-8", "replace")
+        return node.open_store(name, size, block_size, chunk_size), []
     if op is Op.PING:
         return store, []
     if store is None:
@@ -91,18 +97,18 @@ async def _execute(
     if op is Op.STATES:
         return store, [b"".join(struct.pack("<Q", g) + d for g, d in store.chunk_states())]
     if op is Op.READ_CHUNK:
-        generation, data, records = store.read_chunk(fields[0])
-        return store, [struct.pack("<Q", generation), data, records]
+        generation, image_data, image_records = store.read_chunk(fields[0])
+        return store, [struct.pack("<Q", generation), image_data, image_records]
     chunk, generation = fields  # Op.WRITE_CHUNK
     first = chunk * store.blocks_per_chunk
     count = min(store.blocks_per_chunk, store.blocks - first) if 0 <= first < store.blocks else 0
     data, records = _split(store, payload, count)
-    store.write_chunk(chunk, (generation, data, records))
+    store.write_chunk(chunk, (generation, bytes(data), bytes(records)))
     return store, []
 
 
 def _execute_now(
-    store: ChunkStore | None, op: Op, fields: tuple[int, ...], payload: bytes
+    store: ChunkStore | None, op: Op, fields: tuple[int, ...], payload: bytes | memoryview
 ) -> list[bytes] | None:
     """The hot operations, answered without a coroutine; None: :func:`_execute` handles it."""
     if store is None:
@@ -123,16 +129,17 @@ def _execute_now(
 
 
 async def _answer(
-    node: StorageNode, store: ChunkStore | None, body: bytes
-) -> tuple[ChunkStore | None, bytes]:
+    node: StorageNode, store: ChunkStore | None, body: bytes | memoryview
+) -> tuple[ChunkStore | None, list[bytes]]:
+    """The reply to one request, as parts (the sender joins a whole batch of replies once)."""
     request = decode_request(body)  # WireError propagates: the connection is closed
     try:
         payload = _execute_now(store, request.op, request.fields, request.payload)
         if payload is None:
             store, payload = await _execute(node, store, request.op, request.fields, request.payload)
-        return store, encode_response(request.request_id, True, *payload)
+        return store, [encode_response(request.request_id, True), *payload]
     except (BlockstoreError, OSError, ValueError) as exc:
-        return store, encode_response(request.request_id, False, str(exc).encode()[:1024])
+        return store, [encode_response(request.request_id, False, str(exc).encode()[:1024])]
 
 
 async def serve_channel(node: StorageNode, channel: ByteChannel) -> None:
@@ -149,7 +156,7 @@ async def serve_channel(node: StorageNode, channel: ByteChannel) -> None:
             while (more := bodies.receive_nowait()) is not None:
                 store, reply = await _answer(node, store, more)
                 replies.append(reply)
-            await bodies.send_many(replies)
+            await bodies.send_gathered(replies)
     except WireError:
         node.bad_frames += 1
     except BlockstoreError:

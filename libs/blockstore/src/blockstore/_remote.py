@@ -45,7 +45,7 @@ class RemoteCall(Completion):
 
     def __init__(self) -> None:
         super().__init__()
-        self.payload = b""
+        self.payload: bytes | memoryview = b""
 
 
 class _Batch:
@@ -60,9 +60,10 @@ class _Batch:
         self.blobs: list[bytes] = []
         self.nbytes = 0
 
-    def encode(self) -> bytes:
+    def parts(self) -> list[bytes]:
+        """The request body as parts (joined once by the sender, with the rest of its batch)."""
         heads = self.heads
-        return b"".join((encode_request(Op.WRITES, self.request_id, (len(heads),)), *heads, *self.blobs))
+        return [encode_request(Op.WRITES, self.request_id, (len(heads),)), *heads, *self.blobs]
 
 
 class _ReadBatch:
@@ -78,9 +79,9 @@ class _ReadBatch:
         self.slots: list[tuple[RemoteCall, int]] = []  # (slot, reply bytes it takes)
         self.nbytes = 0
 
-    def encode(self) -> bytes:
+    def parts(self) -> list[bytes]:
         heads = self.heads
-        return b"".join((encode_request(Op.READS, self.request_id, (len(heads),)), *heads))
+        return [encode_request(Op.READS, self.request_id, (len(heads),)), *heads]
 
     def complete(self, error: BaseException | None) -> None:
         """The batch's reply arrived (or failed): hand each read its part."""
@@ -92,9 +93,10 @@ class _ReadBatch:
                     f"READS reply of {len(payload)} bytes does not match its {len(slots)} reads"
                 )
             else:
+                view = memoryview(payload)  # each read copies its part once (in read_result)
                 at = 0
                 for slot, size in slots:
-                    slot.payload = payload[at : at + size]
+                    slot.payload = view[at : at + size]
                     at += size
         for slot, _size in slots:
             slot.set(error)
@@ -216,23 +218,23 @@ class RemoteReplica:
         try:
             async with queue:
                 async for item in queue:
-                    batch: list[bytes] = []
+                    batch: list[list[bytes]] = []
                     while True:
                         if isinstance(item, bytes):
-                            batch.append(item)
+                            batch.append([item])
                         else:
                             if item is self._batch:
                                 self._batch = None  # later writes start a new batch
                             elif item is self._read_batch:
                                 self._read_batch = None
-                            batch.append(item.encode())
+                            batch.append(item.parts())
                         if len(batch) >= 256:
                             break
                         try:
                             item = queue.receive_nowait()
                         except (anyio.WouldBlock, anyio.EndOfStream):
                             break
-                    await bodies.send_many(batch)
+                    await bodies.send_gathered(batch)
         except Exception as exc:  # any transport failure ends this connection, never the volume
             _log.info("replica_connection_lost", node=self._node_id, side="send", error=type(exc).__name__)
         finally:
@@ -251,7 +253,7 @@ class RemoteReplica:
                     call.payload = response.payload
                     call.set()
                 else:
-                    message = response.payload.decode(errors="replace")
+                    message = bytes(response.payload).decode(errors="replace")
                     call.set(_RemoteError(f"replica {self._node_id}: {message}"))
         except Exception as exc:  # any transport failure ends this connection, never the volume
             _log.info("replica_connection_lost", node=self._node_id, side="receive", error=type(exc).__name__)
@@ -278,7 +280,7 @@ class RemoteReplica:
         await self._ensure_connected()
         call = self._submit(op, fields, *payload)
         await call.wait()
-        return call.payload
+        return bytes(call.payload)
 
     # -- Replica protocol --------------------------------------------------------------------------
     def submit_write(
@@ -308,11 +310,11 @@ class RemoteReplica:
     def submit_zero(self, first_block: int, count: int, chunk: int, generation: int) -> Completion:
         return self._submit(Op.ZERO, (first_block, chunk, generation, count))
 
-    def _split(self, payload: bytes, count: int) -> tuple[bytes, bytes]:
+    def _split(self, payload: bytes | memoryview, count: int) -> tuple[bytes, bytes]:
         data_len = count * self._spec.block_size
         if len(payload) != data_len + count * RECORD_SIZE:
             raise WireError(f"replica {self._node_id} returned {len(payload)} bytes for {count} blocks")
-        return payload[:data_len], payload[data_len:]
+        return bytes(payload[:data_len]), bytes(payload[data_len:])
 
     async def read(self, first_block: int, count: int) -> tuple[bytes, bytes]:
         return self._split(await self._call(Op.READ, (first_block, count)), count)

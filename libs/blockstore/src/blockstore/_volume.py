@@ -37,7 +37,7 @@ from ._pending import ACKED, FAILURES, PendingRead, PendingWrite
 from ._placement import StorageNodeInfo, place_chunk
 from ._records import FLAG_ENCRYPTED, FLAG_WRITTEN, RECORD_SIZE, bad_blocks, plain_records
 from ._remote import RemoteReplica
-from ._replica import Completion, LocalReplica, Replica
+from ._replica import DONE, Completion, LocalReplica, Replica
 from ._replication import ReplicaHealth, ReplicaSetState, RoundOutcome, WriteRound
 from ._spec import VolumeSpec
 
@@ -105,6 +105,7 @@ class Volume:
         self._placement: dict[int, tuple[str, ...]] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._bs = spec.block_size
+        self._size = spec.size
         self._bpc = spec.blocks_per_chunk
         self._rebuilt = anyio.Event()
         self._deadlines = Deadlines(op_timeout)
@@ -221,33 +222,34 @@ class Volume:
         replica gets the batch in one frame write instead of one per request.
         """
         bs = self._bs
-        if fua or offset % bs or len(data) % bs or not data:
+        size = len(data)
+        if fua or offset % bs or size % bs or not size:
             return None
-        self._check(offset, len(data))
+        if offset < 0 or offset + size > self._size:
+            self._check(offset, size)  # raises OutOfRangeError
         first = offset // bs
-        count = len(data) // bs
         chunk = first // self._bpc
-        if (first + count - 1) // self._bpc != chunk or self._gates.is_exclusive(chunk):
+        gates = self._gates
+        if (first + size // bs - 1) // self._bpc != chunk or gates.is_exclusive(chunk):
             return None
+        # No yield from here on, so no rebuild or repair can take the chunk before the write is
+        # submitted: the shared gate is entered only if the write is still in flight afterwards
+        # (a write every target finished at submission would enter and leave it at once).
         stored, records = self._seal(first, data)
-        if not self._gates.try_enter_shared(chunk):  # pragma: no cover - checked above, no yield since
-            raise AssertionError("chunk gate taken without a yield")
-        try:
-            generation = self._generations[chunk] + 1
-            self._generations[chunk] = generation
-            targets = self.state.write_targets(self.placement(chunk))
-            submitted = [
-                (n, self._replicas[n].submit_write(first, stored, records, chunk, generation))
-                for n in targets
-            ]
-        except BaseException:
-            self._gates.leave_shared(chunk)
-            raise
+        generation = self._generations[chunk] + 1
+        self._generations[chunk] = generation
+        placement = self._placement.get(chunk) or self.placement(chunk)
+        targets = self.state.write_targets(placement)
+        replicas = self._replicas
+        submitted = [
+            (n, replicas[n].submit_write(first, stored, records, chunk, generation)) for n in targets
+        ]
         for _node, completion in submitted:
-            if not completion.done or completion.error is not None:
+            if completion is not DONE and (not completion.done or completion.error is not None):
+                if not gates.try_enter_shared(chunk):  # pragma: no cover - checked above, no yield since
+                    raise AssertionError("chunk gate taken without a yield")
                 return PendingWrite(self, self._inflight(chunk, targets, submitted))
         # Every target succeeded already; write_targets guaranteed at least min_replicas of them.
-        self._gates.leave_shared(chunk)
         return ACKED
 
     async def _write_piece(self, chunk: int, first: int, count: int, data: bytes, offset: int) -> None:
@@ -281,7 +283,7 @@ class Volume:
         await self._complete(chunk, targets, submitted)
 
     def _inflight(
-        self, chunk: int, targets: list[str], submitted: list[tuple[str, Completion]]
+        self, chunk: int, targets: Sequence[str], submitted: list[tuple[str, Completion]]
     ) -> InflightWrite:
         inflight = InflightWrite(
             WriteRound(targets, self.spec.policy),
@@ -295,7 +297,7 @@ class Volume:
         return inflight
 
     async def _complete(
-        self, chunk: int, targets: list[str], submitted: list[tuple[str, Completion]]
+        self, chunk: int, targets: Sequence[str], submitted: list[tuple[str, Completion]]
     ) -> None:
         """Wait for the round's outcome; the chunk gate is released when every target answered."""
         inflight = self._inflight(chunk, targets, submitted)
@@ -418,10 +420,14 @@ class Volume:
         chunk = first // self._bpc
         if (first + count - 1) // self._bpc != chunk:
             return None
-        candidates = self.state.read_candidates(self.placement(chunk))
-        if not candidates or self._local_candidates(candidates):
+        placement = self._placement.get(chunk) or self.placement(chunk)
+        state = self.state
+        local = self._local_targets
+        if local and not local.isdisjoint(state.healthy(placement)):
+            return None  # read_now serves it, or the async path (locality first)
+        node_id = state.nearest(placement)
+        if node_id is None:
             return None
-        node_id = candidates[0]
         replica = self._replicas[node_id]
         if not isinstance(replica, RemoteReplica):
             return None
@@ -446,13 +452,21 @@ class Volume:
         bs = self._bs
         first = offset // bs
         last = (offset + length - 1) // bs
-        pieces = self._pieces(first, last - first + 1)
+        bpc = self._bpc
+        if first // bpc == last // bpc:  # inside one chunk: the common case
+            pieces = [(first // bpc, first, last - first + 1)]
+        else:
+            pieces = self._pieces(first, last - first + 1)
         parts: list[bytes] = []
         state = self.state
+        local_targets = self._local_targets
         for i, (chunk, f, count) in enumerate(pieces):
-            local = self._local_candidates(state.read_candidates(self.placement(chunk)))
+            placement = self._placement.get(chunk) or self.placement(chunk)
+            local = [n for n in state.healthy(placement) if n in local_targets]
             if not local:
                 return None
+            if len(local) > 1:  # as read_candidates orders them: fastest first
+                local.sort(key=state.latency.__getitem__)
             node_id = local[i % len(local)]
             replica = self._replicas[node_id]
             if not isinstance(replica, LocalReplica) or replica.offline:
@@ -571,6 +585,8 @@ class Volume:
 
     def _open(self, first: int, data: bytes, records: bytes, count: int) -> bytes:
         """Stored bytes to plaintext: holes read as zeros, sealed blocks are decrypted."""
+        if count == 1 and records[0] & (FLAG_WRITTEN | FLAG_ENCRYPTED) == FLAG_WRITTEN:
+            return data  # the common 4 KiB read of a plain written block: nothing to do
         bs = self._bs
         out: bytearray | None = None
         for i in range(count):

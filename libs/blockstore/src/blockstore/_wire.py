@@ -94,14 +94,14 @@ class Request:
     op: Op
     request_id: int
     fields: tuple[int, ...]
-    payload: bytes
+    payload: bytes | memoryview  # a view into the body: block data is not copied again
 
 
 @attrs.frozen
 class Response:
     request_id: int
     ok: bool
-    payload: bytes
+    payload: bytes | memoryview  # a view into the body: a reply split among reads copies once
 
 
 def encode_request(op: Op, request_id: int, fields: tuple[int, ...] = (), *payload: bytes) -> bytes:
@@ -120,16 +120,45 @@ def frame(body: bytes) -> bytes:
 
 
 class FrameDecoder:
-    """Accumulates bytes; yields whole frame bodies, refusing lengths over ``max_frame``."""
+    """Accumulates bytes; yields whole frame bodies, refusing lengths over ``max_frame``.
+
+    A received chunk is read in place while nothing else is buffered (the common case: a peer's
+    batch arrives whole): its bodies are views into it, not copies; only a frame split across
+    chunks goes through the buffer (and comes out as one copy).
+    """
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buf = bytearray()
+        self._chunk = b""  # the chunk read in place; _buf is empty while it has unread bytes
+        self._pos = 0
         self._max = max_frame
 
     def feed(self, data: bytes) -> None:
-        self._buf += data
+        if not data:
+            return
+        if self._pos < len(self._chunk):  # unread bytes of the previous chunk go first
+            self._buf += memoryview(self._chunk)[self._pos :]
+            self._chunk, self._pos = b"", 0
+        if self._buf:
+            self._buf += data
+        else:
+            self._chunk, self._pos = data, 0
 
-    def next_frame(self) -> bytes | None:
+    def next_frame(self) -> bytes | memoryview | None:
+        """The next whole body, or None. A body read in place is a view into the received chunk
+        (no copy; it keeps the chunk alive while it is referenced)."""
+        chunk, pos = self._chunk, self._pos
+        if pos < len(chunk):
+            if len(chunk) - pos >= 4:
+                (length,) = _LEN.unpack_from(chunk, pos)
+                if length > self._max:
+                    raise WireError(f"frame length {length} exceeds the limit {self._max}")
+                end = pos + 4 + length
+                if end <= len(chunk):
+                    self._pos = end
+                    return memoryview(chunk)[pos + 4 : end]
+            self._buf += memoryview(chunk)[pos:]  # a partial frame: wait for the rest in _buf
+            self._chunk, self._pos = b"", 0
         if len(self._buf) < 4:
             return None
         (length,) = _LEN.unpack_from(self._buf)
@@ -143,7 +172,7 @@ class FrameDecoder:
         return body
 
 
-def decode_request(body: bytes) -> Request:
+def decode_request(body: bytes | memoryview) -> Request:
     if len(body) < _REQ.size:
         raise WireError(f"request of {len(body)} bytes is shorter than its {_REQ.size}-byte header")
     raw_op, request_id = _REQ.unpack_from(body)
@@ -153,26 +182,32 @@ def decode_request(body: bytes) -> Request:
     fields = _FIELDS[op]
     if len(body) < _REQ.size + fields.size:
         raise WireError(f"{op.name} request truncated: {len(body)} bytes")
-    return Request(op, request_id, fields.unpack_from(body, _REQ.size), body[_REQ.size + fields.size :])
+    return Request(
+        op, request_id, fields.unpack_from(body, _REQ.size), memoryview(body)[_REQ.size + fields.size :]
+    )
 
 
-def decode_response(body: bytes) -> Response:
+def decode_response(body: bytes | memoryview) -> Response:
     if len(body) < _RESP.size:
         raise WireError(f"response of {len(body)} bytes is shorter than its {_RESP.size}-byte header")
     request_id, status = _RESP.unpack_from(body)
     if status not in (0, 1):
         raise WireError(f"response status {status}: must be 0 or 1")
-    return Response(request_id, status == 0, body[_RESP.size :])
+    return Response(request_id, status == 0, memoryview(body)[_RESP.size :])
 
 
-WriteEntry = tuple[int, int, int, bytes, bytes]  # first block, chunk, generation, data, records
+# first block, chunk, generation, data, records (views into the request: no copy per entry)
+WriteEntry = tuple[int, int, int, memoryview, memoryview]
 
 
-def decode_writes(entries: int, payload: bytes, block_size: int, record_size: int) -> list[WriteEntry]:
+def decode_writes(
+    entries: int, payload: bytes | memoryview, block_size: int, record_size: int
+) -> list[WriteEntry]:
     """The entries of a WRITES request, in order (their order is the order to apply them).
 
     Every length is checked against the payload before anything is sliced: a hostile count or
-    block count costs a :class:`WireError`, never a large allocation.
+    block count costs a :class:`WireError`, never a large allocation. Data and records are
+    views into ``payload`` (written to files as they are, never copied).
     """
     if not 0 < entries <= MAX_WRITES:
         raise WireError(f"WRITES with {entries} entries; must be 1..{MAX_WRITES}")
@@ -191,15 +226,16 @@ def decode_writes(entries: int, payload: bytes, block_size: int, record_size: in
         raise WireError(f"WRITES payload is {len(payload)} bytes; its entries describe {total}")
     out: list[WriteEntry] = []
     at = heads
+    view = memoryview(payload)
     for first, chunk, generation, count in parsed:
         data_end = at + count * block_size
         records_end = data_end + count * record_size
-        out.append((first, chunk, generation, payload[at:data_end], payload[data_end:records_end]))
+        out.append((first, chunk, generation, view[at:data_end], view[data_end:records_end]))
         at = records_end
     return out
 
 
-def decode_reads(entries: int, payload: bytes, block_size: int) -> list[tuple[int, int]]:
+def decode_reads(entries: int, payload: bytes | memoryview, block_size: int) -> list[tuple[int, int]]:
     """The ``(first block, count)`` entries of a READS request, lengths checked before use."""
     if not 0 < entries <= MAX_READS:
         raise WireError(f"READS with {entries} entries; must be 1..{MAX_READS}")
