@@ -8,6 +8,7 @@ re-encode anything and a body can be replayed neither as another kind nor under 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from typing import Protocol
@@ -82,6 +83,12 @@ def signing_payload(kind: int, signer: str, body: bytes) -> bytes:
     return _DOMAIN + kind.to_bytes(4, "big") + len(sid).to_bytes(2, "big") + sid + body
 
 
+@functools.lru_cache(maxsize=4096)
+def _public_key(raw: bytes) -> Ed25519PublicKey:
+    """Loading a key costs a few µs (about 3% of a verification): each is loaded once."""
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
 def verify(keys: KeyDirectory, kind: int, signer: str, body: bytes, signature: bytes) -> None:
     """Raise DecodeError unless ``signer`` is known and signed exactly this kind and body."""
     public = keys.get(signer)
@@ -90,6 +97,6 @@ def verify(keys: KeyDirectory, kind: int, signer: str, body: bytes, signature: b
     if len(signature) != 64:
         raise DecodeError(f"signature must be 64 bytes, got {len(signature)}")
     try:
-        Ed25519PublicKey.from_public_bytes(public).verify(signature, signing_payload(kind, signer, body))
+        _public_key(bytes(public)).verify(signature, signing_payload(kind, signer, body))
     except (InvalidSignature, ValueError) as exc:
         raise DecodeError(f"bad signature from {signer[:64]!r} on message kind {kind}") from exc
