@@ -132,25 +132,9 @@ def open_signed(
     keys: KeyDirectory, env: pb.Signed, expected: type[M], limits: WireLimits = DEFAULT_LIMITS
 ) -> M:
     """Check the envelope's signature and kind, then decode its body as ``expected``."""
-    try:
-        kind = Kind(env.kind)
-    except ValueError:
-        raise DecodeError(f"message kind {env.kind} is unknown") from None
-    if _BODY[kind] is not expected:
-        raise DecodeError(f"expected a {expected.__name__}, got kind {kind.name}")
+    kind = _kind_of(env, expected)
     key = (kind, env.signer, keys.get(env.signer), env.body, env.signature, limits)
-    small = len(env.body) <= _CACHE_MAX_BYTES
-    if small:
-        hit = _opened.get(key)
-        if hit is not None:
-            assert isinstance(hit, expected)
-            return hit
-    verify(keys, int(kind), env.signer, env.body, env.signature)
-    msg = _parse(expected, env.body, limits, kind.name.lower())
-    if small:
-        entry: pb.Message = msg
-        _remember(_opened, key, entry)
-    return msg
+    return _open(key, kind, env, expected, limits, keys)
 
 
 def open_unsigned(env: pb.Signed, expected: type[M], limits: WireLimits = DEFAULT_LIMITS) -> M:
@@ -160,22 +144,42 @@ def open_unsigned(env: pb.Signed, expected: type[M], limits: WireLimits = DEFAUL
     MACs; the meshnet mutual TLS stream that carried it does the same here): the caller must have
     checked that ``env.signer`` is the authenticated peer that sent it.
     """
+    kind = _kind_of(env, expected)
+    # a replica meets a request direct, in a batch and at execution: decoded once
+    return _open((kind, env.body, limits), kind, env, expected, limits, None)
+
+
+def _kind_of(env: pb.Signed, expected: type[M]) -> Kind:
     try:
         kind = Kind(env.kind)
     except ValueError:
         raise DecodeError(f"message kind {env.kind} is unknown") from None
     if _BODY[kind] is not expected:
         raise DecodeError(f"expected a {expected.__name__}, got kind {kind.name}")
-    if len(env.body) > _CACHE_MAX_BYTES:
-        return _parse(expected, env.body, limits, kind.name.lower())
-    key = (kind, env.body, limits)  # a replica meets a request direct, in a batch, at execution
-    hit = _opened.get(key)
-    if hit is not None:
-        assert isinstance(hit, expected)
-        return hit
+    return kind
+
+
+def _open(
+    key: tuple[object, ...],
+    kind: Kind,
+    env: pb.Signed,
+    expected: type[M],
+    limits: WireLimits,
+    keys: KeyDirectory | None,
+) -> M:
+    """Verify (when ``keys`` is given) and decode, through the cache for small bodies."""
+    small = len(env.body) <= _CACHE_MAX_BYTES
+    if small:
+        hit = _opened.get(key)
+        if hit is not None:
+            assert isinstance(hit, expected)
+            return hit
+    if keys is not None:
+        verify(keys, int(kind), env.signer, env.body, env.signature)
     msg = _parse(expected, env.body, limits, kind.name.lower())
-    entry: pb.Message = msg
-    _remember(_opened, key, entry)
+    if small:
+        entry: pb.Message = msg
+        _remember(_opened, key, entry)
     return msg
 
 
