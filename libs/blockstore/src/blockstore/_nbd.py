@@ -205,23 +205,14 @@ class NbdServerConnection:
         return out
 
     def next_event(self) -> NbdEvent:
-        if self._state == _TRANSMISSION:  # the hot path: one more request of a received batch
-            event = self._step_request()
-            if isinstance(event, NbdRequest):
-                return event
-            if event is not None:
-                if isinstance(event, NeedData) and self._eof:
-                    self._state = _CLOSED
-                    return NbdDisconnect(clean=False, reason="client closed the connection")
-                if isinstance(event, NbdDisconnect):
-                    self._state = _CLOSED
-                return event
         while True:
             if self._state == _CLOSED:
                 return NbdDisconnect(clean=True, reason="closed")
             event = self._step()
             if event is None:
                 continue
+            if isinstance(event, NbdRequest):  # the hot path: one more request of a received batch
+                return event
             if isinstance(event, NeedData) and self._eof:
                 self._state = _CLOSED
                 return NbdDisconnect(clean=False, reason="client closed the connection")
@@ -260,6 +251,8 @@ class NbdServerConnection:
         return chunk
 
     def _step(self) -> NbdEvent | None:
+        if self._state == _TRANSMISSION:  # checked first: every request comes this way
+            return self._step_request()
         if self._state == _CLIENT_FLAGS:
             if len(self._buf) < 4:
                 return NEED_DATA
@@ -271,7 +264,7 @@ class NbdServerConnection:
             return None
         if self._state == _OPTIONS:
             return self._step_option()
-        return self._step_request()
+        return self._step_request()  # _CLOSED: nothing more is parsed (next_event returns first)
 
     def _option_reply(self, option: int, reply: int, data: bytes = b"") -> None:
         self._out += _REP_HEADER.pack(p.REP_MAGIC, option, reply, len(data)) + data
