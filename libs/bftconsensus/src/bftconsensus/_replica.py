@@ -57,20 +57,26 @@ class Replica(ReplicaCore):
             return []
         if cp.seq > self.stable_seq + 4 * self.config.watermark_window:
             return self._note_ahead(env.signer, self.view, cp.seq)
-        need = self.quorum
-        if self.next_members and cp.seq >= self.reconfig_at:
-            # The boundary's checkpoint belongs to the new membership (see _on_state_response).
-            # Counted by the old quorum, a replica that has not yet executed the boundary batch
-            # would make it stable, discard that batch and wait for a snapshot that nobody can
-            # vouch for until this replica's own checkpoint completes the new quorum.
-            if env.signer not in self.next_members:
-                return []
-            need = quorum_size(len(self.next_members))
+        signers = self._checkpoint_signers(cp.seq)
+        if env.signer not in signers:
+            return []
         votes = self.checkpoints.setdefault(cp.seq, {}).setdefault(cp.state_digest, {})
         votes[env.signer] = env
-        if len(votes) < need:
+        if len(votes) < quorum_size(len(signers)):
             return []
         return self._make_stable(cp.seq, [votes[r] for r in sorted(votes)])
+
+    def _checkpoint_signers(self, seq: int) -> tuple[str, ...]:
+        """The membership whose quorum makes the checkpoint at ``seq`` stable.
+
+        At or past a scheduled reconfiguration boundary it is the new membership: the removed
+        replicas no longer sign, and counted by the old quorum a replica that has not yet executed
+        the boundary batch would make it stable, discard that batch and wait for a snapshot that
+        nobody can vouch for until its own checkpoint completes the new quorum.
+        """
+        if self.next_members and seq >= self.reconfig_at:
+            return self.next_members
+        return self.members
 
     def _make_stable(self, seq: int, proof: list[pb.Signed], *, propose: bool = True) -> list[Action]:
         if seq <= self.stable_seq:
@@ -148,11 +154,7 @@ class Replica(ReplicaCore):
             with contextlib.suppress(DecodeError):
                 actions += self._on_new_view(resp.new_view)
         if resp.seq > self.last_executed:
-            # A replica that executed a reconfiguration but missed its boundary catches up from a
-            # checkpoint that the NEW membership signed (the removed replicas no longer do).
-            signers = (
-                self.next_members if self.next_members and resp.seq >= self.reconfig_at else self.members
-            )
+            signers = self._checkpoint_signers(resp.seq)
             digest = check_checkpoint_proof(self.keys, signers, resp.seq, resp.checkpoint_proof)
             if hashlib.sha256(resp.snapshot).digest() != digest:
                 return actions
