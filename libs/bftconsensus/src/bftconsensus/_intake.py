@@ -62,6 +62,8 @@ class RequestIntake(abc.ABC):
 
     @abc.abstractmethod
     def _issue_pre_prepare(self, seq: int, batch: list[pb.Signed]) -> list[Action]: ...
+
+    # ------------------------------------------------------------------ requests
     def _on_request(self, src: str, env: pb.Signed) -> list[Action]:
         if self.links.speaks_for(src, env.signer):  # the client's own authenticated link
             req = open_unsigned(env, pb.ClientRequest, self.limits)

@@ -176,6 +176,11 @@ def _open(
             return hit
     if keys is not None:
         verify(keys, int(kind), env.signer, env.body, env.signature)
+        plain: pb.Message | None = _opened.get((kind, env.body, limits)) if small else None
+        if plain is not None:  # decoded unverified before (a prepare tested for mootness, say)
+            _remember(_opened, key, plain)
+            assert isinstance(plain, expected)
+            return plain
     msg = _parse(expected, env.body, limits, kind.name.lower())
     if small:
         entry: pb.Message = msg
