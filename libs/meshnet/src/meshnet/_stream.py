@@ -12,7 +12,7 @@ import anyio
 from anyio.abc import ByteStream
 
 from meshnet._certs import NodeCertificate
-from meshnet._codec import FRAME_HEADER_BYTES, encode_frame, frame_length
+from meshnet._codec import FRAME_HEADER_BYTES, frame_length
 from meshnet._errors import DecodeError, FrameTooLargeError, StreamClosedError
 from meshnet._observe import MeshnetMetrics
 from meshnet._peer import PeerInfo
@@ -108,14 +108,7 @@ class FramedStream:
 
     async def send(self, data: bytes) -> None:
         """Send one frame. Raises `FrameTooLargeError` if ``data`` exceeds ``max_frame_size``."""
-        if len(data) > self.max_frame_size:
-            raise FrameTooLargeError(
-                f"frame of {len(data)} bytes exceeds max_frame_size {self.max_frame_size}"
-            )
-        if len(data) <= _SPLIT_SEND:
-            await self._write([encode_frame(data, self.max_frame_size)])
-        else:
-            await self._write([len(data).to_bytes(FRAME_HEADER_BYTES, "big"), data])
+        await self.send_many((data,))
 
     async def send_many(self, frames: Sequence[bytes]) -> None:
         """Send several frames with as few TLS records and system calls as their size allows.
