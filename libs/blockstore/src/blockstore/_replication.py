@@ -141,19 +141,18 @@ class ReplicaSetState:
     def mark_down(self, node: str) -> bool:
         """Take ``node`` out of the write set; True when that is news."""
         changed = self.health[node] is not ReplicaHealth.DOWN
-        self.health[node] = ReplicaHealth.DOWN
-        self._targets.clear()
-        self._healthy.clear()
+        self._set(node, ReplicaHealth.DOWN)
         return changed
 
     def mark_rebuilding(self, node: str) -> None:
-        self.health[node] = ReplicaHealth.REBUILDING
-        self._targets.clear()
-        self._healthy.clear()
+        self._set(node, ReplicaHealth.REBUILDING)
 
     def mark_healthy(self, node: str) -> None:
-        self.health[node] = ReplicaHealth.HEALTHY
-        self._targets.clear()
+        self._set(node, ReplicaHealth.HEALTHY)
+
+    def _set(self, node: str, health: ReplicaHealth) -> None:
+        self.health[node] = health
+        self._targets.clear()  # every cached write set and healthy list may have changed
         self._healthy.clear()
 
     def nodes_in(self, health: ReplicaHealth) -> list[str]:
