@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 
 __all__ = [
+    "REPLICA_FAILURES",
     "BlockstoreError",
     "ConfigError",
     "OutOfRangeError",
@@ -61,3 +62,7 @@ class WireError(BlockstoreError):
 
 class NbdProtocolError(BlockstoreError):
     """The NBD peer broke a mandatory rule; the only safe answer is to close the connection."""
+
+
+REPLICA_FAILURES = (ReplicaUnavailableError, TimeoutError, OSError)
+"""What a replica that is down or unreachable raises: caught together wherever I/O fails over."""

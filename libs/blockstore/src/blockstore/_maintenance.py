@@ -13,6 +13,7 @@ import anyio
 
 from ._crypto import Keyring
 from ._errors import (
+    REPLICA_FAILURES,
     BlockstoreError,
     ConfigError,
     CorruptBlockError,
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["monitor", "rebuild_replica", "reencrypt_volume"]
 
-_FAILURES = (ReplicaUnavailableError, TimeoutError, OSError)
 _FLAGS = struct.Struct("<I")
 
 
@@ -39,7 +39,7 @@ async def monitor(vol: Volume) -> None:
             try:
                 with anyio.fail_after(vol._op_timeout):
                     await vol._replicas[node_id].ping()
-            except (*_FAILURES, BlockstoreError):
+            except (*REPLICA_FAILURES, BlockstoreError):
                 continue
             await rebuild_replica(vol, node_id)
         await anyio.sleep(vol._probe_interval)
@@ -68,7 +68,7 @@ async def rebuild_replica(vol: Volume, node_id: str) -> bool:
                 return False
         with anyio.fail_after(vol._op_timeout * 4):
             await target.flush()
-    except (*_FAILURES, BlockstoreError):
+    except (*REPLICA_FAILURES, BlockstoreError):
         vol._fail(node_id)
         return False
     if vol.state.health[node_id] is not ReplicaHealth.REBUILDING:
@@ -93,7 +93,7 @@ async def _rebuild_chunk(
             if source not in source_states:
                 with anyio.fail_after(vol._op_timeout * 4):
                     source_states[source] = await vol._replicas[source].chunk_states()
-        except (*_FAILURES, BlockstoreError):
+        except (*REPLICA_FAILURES, BlockstoreError):
             vol._fail(source)
             continue
         if chunk not in busy and source_states[source][chunk] == target_states[chunk]:
@@ -104,7 +104,7 @@ async def _rebuild_chunk(
             try:
                 with anyio.fail_after(vol._op_timeout * 4):
                     image = await vol._replicas[source].read_chunk(chunk)
-            except (*_FAILURES, BlockstoreError):
+            except (*REPLICA_FAILURES, BlockstoreError):
                 vol._fail(source)
                 continue
             if vol._bad_blocks(image[1], image[2], len(image[2]) // RECORD_SIZE):
@@ -164,7 +164,7 @@ async def reencrypt_volume(vol: Volume) -> int:
                         with anyio.fail_after(vol._op_timeout):
                             await comp.wait()
                         round_.ack(n)
-                    except (*_FAILURES, BlockstoreError):
+                    except (*REPLICA_FAILURES, BlockstoreError):
                         round_.fail(n)
                         vol._fail(n)
                 vol._raise_if_failed(round_)

@@ -11,17 +11,16 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ._errors import BlockstoreError, ReplicaUnavailableError
+from ._errors import REPLICA_FAILURES, BlockstoreError
 from ._inflight import InflightWrite
 from ._remote import RemoteCall, RemoteReplica
 
 if TYPE_CHECKING:
     from ._volume import Volume
 
-__all__ = ["ACKED", "FAILURES", "PendingRead", "PendingWrite"]
+__all__ = ["ACKED", "PendingRead", "PendingWrite"]
 
 # What takes a replica out of the set when an operation on it raises it.
-FAILURES = (ReplicaUnavailableError, TimeoutError, OSError)
 
 
 class PendingWrite:
@@ -101,7 +100,7 @@ class PendingRead:
         assert isinstance(replica, RemoteReplica)
         try:
             data, records = replica.read_result(self._call, self._count)
-        except (*FAILURES, BlockstoreError):
+        except (*REPLICA_FAILURES, BlockstoreError):
             volume._fail(self._node_id)
             return None
         volume.state.observe(self._node_id, time.monotonic() - self._started)

@@ -23,6 +23,7 @@ import attrs
 
 from ._crypto import Keyring
 from ._errors import (
+    REPLICA_FAILURES,
     BlockstoreError,
     ConfigError,
     CorruptBlockError,
@@ -33,7 +34,7 @@ from ._gates import ChunkGates
 from ._inflight import Deadlines, InflightWrite
 from ._maintenance import monitor, rebuild_replica, reencrypt_volume
 from ._observe import VolumeMetrics
-from ._pending import ACKED, FAILURES, PendingRead, PendingWrite
+from ._pending import ACKED, PendingRead, PendingWrite
 from ._placement import StorageNodeInfo, place_chunk
 from ._records import FLAG_ENCRYPTED, FLAG_WRITTEN, RECORD_SIZE, bad_blocks, plain_records
 from ._remote import RemoteReplica
@@ -42,8 +43,6 @@ from ._replication import ReplicaHealth, ReplicaSetState, RoundOutcome, WriteRou
 from ._spec import VolumeSpec
 
 __all__ = ["PendingRead", "PendingWrite", "Volume", "VolumeStats"]
-
-_FAILURES = FAILURES
 
 
 def _expire(completion: Completion, node_id: str) -> None:
@@ -134,7 +133,7 @@ class Volume:
             try:
                 with anyio.fail_after(self._op_timeout):
                     states[node_id] = await replica.chunk_states()
-            except _FAILURES:
+            except REPLICA_FAILURES:
                 self._fail(node_id)
         if not states:
             raise InsufficientReplicasError(f"volume {self.spec.name}: no replica answered")
@@ -238,7 +237,7 @@ class Volume:
         stored, records = self._seal(first, data)
         generation = self._generations[chunk] + 1
         self._generations[chunk] = generation
-        placement = self._placement.get(chunk) or self.placement(chunk)
+        placement = self.placement(chunk)
         targets = self.state.write_targets(placement)
         replicas = self._replicas
         submitted = [
@@ -339,7 +338,7 @@ class Volume:
                         with anyio.fail_after(self._op_timeout):
                             await comp.wait()
                         round_.ack(n)
-                    except (*_FAILURES, BlockstoreError):
+                    except (*REPLICA_FAILURES, BlockstoreError):
                         round_.fail(n)
                         self._fail(n)
                 self._raise_if_failed(round_)
@@ -379,7 +378,7 @@ class Volume:
                 with anyio.fail_after(self._op_timeout):
                     await self._replicas[node_id].flush()
                 flushed[0] += 1
-            except (*_FAILURES, BlockstoreError):
+            except (*REPLICA_FAILURES, BlockstoreError):
                 self._fail(node_id)
 
         async with anyio.create_task_group() as tg:
@@ -420,7 +419,7 @@ class Volume:
         chunk = first // self._bpc
         if (first + count - 1) // self._bpc != chunk:
             return None
-        placement = self._placement.get(chunk) or self.placement(chunk)
+        placement = self.placement(chunk)
         state = self.state
         local = self._local_targets
         if local and not local.isdisjoint(state.healthy(placement)):
@@ -461,7 +460,7 @@ class Volume:
         state = self.state
         local_targets = self._local_targets
         for i, (chunk, f, count) in enumerate(pieces):
-            placement = self._placement.get(chunk) or self.placement(chunk)
+            placement = self.placement(chunk)
             local = [n for n in state.healthy(placement) if n in local_targets]
             if not local:
                 return None
@@ -525,7 +524,7 @@ class Volume:
             else:
                 with anyio.fail_after(self._op_timeout):
                     data, records = await replica.read(first, count)
-        except (*_FAILURES, BlockstoreError):
+        except (*REPLICA_FAILURES, BlockstoreError):
             self._fail(node_id)
             return None
         self.state.observe(node_id, time.monotonic() - started)
@@ -573,7 +572,7 @@ class Volume:
                 try:
                     with anyio.fail_after(self._op_timeout):
                         await fixed.wait()
-                except (*_FAILURES, BlockstoreError):
+                except (*REPLICA_FAILURES, BlockstoreError):
                     self._fail(bad_node)
                 self.stats.bitrot_repaired += len(bad)
                 self._metrics.bitrot_repaired.labels(volume=self.spec.name).inc(len(bad))
