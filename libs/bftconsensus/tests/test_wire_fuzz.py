@@ -94,3 +94,34 @@ def test_a_body_cannot_be_replayed_as_another_kind(world, keys) -> None:
     relabeled = pb.Signed(kind=int(Kind.COMMIT_VOTE), body=env.body, signer="e0", signature=env.signature)
     with pytest.raises(b.DecodeError, match="bad signature"):
         open_signed(keys, relabeled, pb.CommitVote)
+
+
+def test_a_node_identity_and_its_libsodium_signer_sign_alike() -> None:
+    """Ed25519 is deterministic: the libsodium signer built from a meshnet identity produces the
+    identity's own (OpenSSL) signatures, so either can sign for the same node."""
+    from meshnet import NodeIdentity
+
+    ident = NodeIdentity.generate()
+    fast = b.Ed25519Signer.from_identity(ident)
+    assert (fast.node_id, fast.public_key) == (ident.node_id, ident.public_key)
+    payload = signing_payload(int(Kind.PREPARE), ident.node_id, b"body")
+    assert fast.sign(payload) == ident.sign(payload)
+    keys = {ident.node_id: ident.public_key}
+    env = seal(ident, Kind.PREPARE, pb.Prepare(view=1, seq=2, replica=ident.node_id))
+    assert open_signed(keys, env, pb.Prepare).seq == 2
+    assert (
+        seal(fast, Kind.PREPARE, pb.Prepare(view=1, seq=2, replica=ident.node_id)).signature == env.signature
+    )
+
+
+def test_signer_construction_refuses_bad_keys() -> None:
+    with pytest.raises(b.BftConsensusError, match="32 raw bytes"):
+        b.Ed25519Signer.from_private_bytes(b"short")
+    assert repr(b.Ed25519Signer.from_seed(b"s", "x")) == "Ed25519Signer(node_id='x')"  # no key material
+
+
+def test_a_malformed_public_key_in_the_directory_refuses_instead_of_crashing(world) -> None:
+    env = seal(world["e0"], Kind.COMMIT, pb.Commit(op_id="a"))
+    for bad in (b"", b"\x01" * 31, b"\x00" * 32):  # too short, and a small-order point
+        with pytest.raises(b.DecodeError):
+            open_signed({"e0": bad}, env, pb.Commit)

@@ -4,21 +4,26 @@ A ``Signer`` is anything with ``node_id``, ``public_key`` and ``sign`` (meshnet'
 has that shape); :class:`Ed25519Signer` is the built-in one. The signature of an envelope covers a
 domain tag, the message kind, the signer's id and the exact body bytes, so a verifier never has to
 re-encode anything and a body can be replayed neither as another kind nor under another name.
+
+Signing and verification go through libsodium (PyNaCl), not OpenSSL (``cryptography``): on our
+machines its Ed25519 verification takes about half the time (~55 µs against ~130), and a PBFT
+operation needs one verification per request plus several per batch. Both libraries produce the
+same (deterministic) signatures; every replica verifies with libsodium, so all of them agree on
+which signatures are valid, edge cases (small-order keys, non-canonical encodings) included.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import os
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+import nacl.bindings
+import nacl.exceptions
 
-from bftconsensus._errors import DecodeError
+from bftconsensus._errors import BftConsensusError, DecodeError
 
 __all__ = ["Signer", "Ed25519Signer", "KeyDirectory", "signing_payload", "verify"]
 
@@ -40,37 +45,61 @@ class Signer(Protocol):
     def sign(self, data: bytes) -> bytes: ...
 
 
+class _Identity(Protocol):
+    """What :meth:`Ed25519Signer.from_identity` needs (meshnet's ``NodeIdentity`` has it)."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    def private_key_object(self) -> Any: ...
+
+
 @attrs.frozen(repr=False)
 class Ed25519Signer:
     """An Ed25519 key pair with a node id (derived from the public key unless given)."""
 
-    _key: Ed25519PrivateKey
+    _secret: bytes  # libsodium's 64-byte secret key: seed || public key
     node_id: str
 
     @classmethod
     def generate(cls, node_id: str | None = None) -> Ed25519Signer:
-        key = Ed25519PrivateKey.generate()
-        return cls(key, node_id or _derive_id(_raw_public(key)))
+        return cls.from_private_bytes(os.urandom(32), node_id)
 
     @classmethod
     def from_seed(cls, seed: bytes, node_id: str | None = None) -> Ed25519Signer:
-        """A deterministic key from a 32-byte seed (tests and simulations only)."""
-        key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed).digest())
-        return cls(key, node_id or _derive_id(_raw_public(key)))
+        """A deterministic key derived from any seed bytes (tests and simulations only)."""
+        return cls.from_private_bytes(hashlib.sha256(seed).digest(), node_id)
+
+    @classmethod
+    def from_private_bytes(cls, raw: bytes, node_id: str | None = None) -> Ed25519Signer:
+        """The key whose 32-byte raw private key (RFC 8032 seed) is ``raw``."""
+        if not isinstance(raw, bytes) or len(raw) != 32:
+            raise BftConsensusError("an Ed25519 private key is 32 raw bytes")
+        public, secret = nacl.bindings.crypto_sign_seed_keypair(raw)
+        return cls(secret, node_id or _derive_id(public))
+
+    @classmethod
+    def from_identity(cls, identity: _Identity) -> Ed25519Signer:
+        """The same key and node id as a meshnet ``NodeIdentity``, signing through libsodium.
+
+        A ``NodeIdentity`` is a ``Signer`` already; this one signs in about two thirds of its time.
+        """
+        key = identity.private_key_object()
+        try:
+            raw = key.private_bytes_raw()
+        except AttributeError as exc:
+            raise BftConsensusError("from_identity needs an identity with an Ed25519 key") from exc
+        return cls.from_private_bytes(raw, identity.node_id)
 
     @property
     def public_key(self) -> bytes:
-        return _raw_public(self._key)
+        return self._secret[32:]
 
     def sign(self, data: bytes) -> bytes:
-        return self._key.sign(data)
+        return nacl.bindings.crypto_sign(data, self._secret)[:64]
 
     def __repr__(self) -> str:  # never show key material
         return f"Ed25519Signer(node_id={self.node_id!r})"
-
-
-def _raw_public(key: Ed25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 def _derive_id(public_key: bytes) -> str:
@@ -83,12 +112,6 @@ def signing_payload(kind: int, signer: str, body: bytes) -> bytes:
     return _DOMAIN + kind.to_bytes(4, "big") + len(sid).to_bytes(2, "big") + sid + body
 
 
-@functools.lru_cache(maxsize=4096)
-def _public_key(raw: bytes) -> Ed25519PublicKey:
-    """Loading a key costs a few µs (about 3% of a verification): each is loaded once."""
-    return Ed25519PublicKey.from_public_bytes(raw)
-
-
 def verify(keys: KeyDirectory, kind: int, signer: str, body: bytes, signature: bytes) -> None:
     """Raise DecodeError unless ``signer`` is known and signed exactly this kind and body."""
     public = keys.get(signer)
@@ -96,7 +119,9 @@ def verify(keys: KeyDirectory, kind: int, signer: str, body: bytes, signature: b
         raise DecodeError(f"signer {signer[:64]!r} is not in the key directory")
     if len(signature) != 64:
         raise DecodeError(f"signature must be 64 bytes, got {len(signature)}")
+    if len(public) != 32:
+        raise DecodeError(f"public key of {signer[:64]!r} must be 32 bytes, got {len(public)}")
     try:
-        _public_key(bytes(public)).verify(signature, signing_payload(kind, signer, body))
-    except (InvalidSignature, ValueError) as exc:
+        nacl.bindings.crypto_sign_open(bytes(signature) + signing_payload(kind, signer, body), bytes(public))
+    except (nacl.exceptions.CryptoError, ValueError, TypeError) as exc:
         raise DecodeError(f"bad signature from {signer[:64]!r} on message kind {kind}") from exc

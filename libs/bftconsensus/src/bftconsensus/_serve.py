@@ -27,6 +27,7 @@ from typing import Any
 import anyio
 
 import obs
+from bftconsensus._crypto import Ed25519Signer
 from bftconsensus._driver import ReplicaService
 from bftconsensus._errors import BftConsensusError, ConfigError
 from bftconsensus._replica import Replica
@@ -81,7 +82,9 @@ async def _run_replica(args: argparse.Namespace) -> None:
     if ident.node_id not in addresses:
         raise ConfigError(f"this node ({ident.node_id}) is not listed under replicas in {args.cluster}")
     creds = NetworkIdentity.load(args.network).credentials_for(ident)
-    replica = Replica(ident, keys, config, KeyValueStore(), clients=set(keys) - set(addresses))
+    replica = Replica(
+        Ed25519Signer.from_identity(ident), keys, config, KeyValueStore(), clients=set(keys) - set(addresses)
+    )
     host, port = addresses[ident.node_id]
     async with ReplicaService(replica, creds, addresses, host=host, port=port) as service:
         gc.collect()
