@@ -10,12 +10,15 @@ import anyio
 from anyio.abc import ByteStream
 from anyio.streams.tls import TLSAttribute, TLSStream
 
+from meshnet._certs import NodeCertificate
 from meshnet._codec import FRAME_HEADER_BYTES, encode_frame, frame_length
 from meshnet._credentials import MeshCredentials, PeerCheck
 from meshnet._errors import DecodeError, HandshakeError, PeerUnreachableError
 from meshnet._handshake import MAX_HANDSHAKE_FRAME, NonceCache
 from meshnet._handshake_state import ClientHandshake, ServerHandshake
 from meshnet._observe import MeshnetMetrics, default_metrics, transport_log
+from meshnet._peer import PeerInfo
+from meshnet._pipe import take_over
 from meshnet._stream import FramedStream
 
 __all__ = ["connect", "server_handshake"]
@@ -108,6 +111,27 @@ async def _wrap(tcp: ByteStream, creds: MeshCredentials, *, server_side: bool) -
         raise HandshakeError(reason, "connection closed during the TLS handshake") from None
 
 
+def _framed(
+    tls: TLSStream,
+    peer: PeerInfo,
+    creds: MeshCredentials,
+    metrics: MeshnetMetrics,
+    initial: bytes,
+    certificate: NodeCertificate,
+) -> FramedStream:
+    """The authenticated stream, its data path moved to a `TlsPipe` where the backend allows."""
+    pipe = take_over(tls, creds.max_frame_size, initial)
+    return FramedStream(
+        tls,
+        peer,
+        max_frame_size=creds.max_frame_size,
+        metrics=metrics,
+        initial=b"" if pipe is not None else initial,
+        certificate=certificate,
+        pipe=pipe,
+    )
+
+
 async def _close_quietly(stream: ByteStream) -> None:
     with (
         anyio.CancelScope(shield=True),
@@ -147,14 +171,7 @@ async def server_handshake(
             raise outcome
         metrics.handshake_accepted("server")
         assert check is not None  # an accepted outcome implies a verified certificate
-        return FramedStream(
-            tls,
-            outcome,
-            max_frame_size=creds.max_frame_size,
-            metrics=metrics,
-            initial=bytes(io.buffer),
-            certificate=check.certificate,
-        )
+        return _framed(tls, outcome, creds, metrics, bytes(io.buffer), check.certificate)
     except BaseException:
         await _close_quietly(tls if tls is not None else tcp)
         raise
@@ -182,14 +199,7 @@ async def _client_handshake(
         await io.write(machine.receive_hello(await io.read()))
         peer = machine.receive_verdict(await io.read())
         metrics.handshake_accepted("client")
-        return FramedStream(
-            tls,
-            peer,
-            max_frame_size=creds.max_frame_size,
-            metrics=metrics,
-            initial=bytes(io.buffer),
-            certificate=check.certificate,
-        )
+        return _framed(tls, peer, creds, metrics, bytes(io.buffer), check.certificate)
     except BaseException:
         await _close_quietly(tls if tls is not None else tcp)
         raise

@@ -16,6 +16,7 @@ from meshnet._codec import FRAME_HEADER_BYTES, frame_length
 from meshnet._errors import DecodeError, FrameTooLargeError, StreamClosedError
 from meshnet._observe import MeshnetMetrics
 from meshnet._peer import PeerInfo
+from meshnet._pipe import TlsPipe
 
 __all__ = ["FramedStream"]
 
@@ -80,8 +81,10 @@ class FramedStream:
         metrics: MeshnetMetrics,
         initial: bytes = b"",
         certificate: NodeCertificate | None = None,
+        pipe: TlsPipe | None = None,
     ) -> None:
         self._transport = transport
+        self._pipe = pipe  # the data path on asyncio (see meshnet._pipe); None: through ``transport``
         self._peer = peer
         self._certificate = certificate
         self.max_frame_size = max_frame_size
@@ -142,8 +145,11 @@ class FramedStream:
     async def _write(self, pieces: list[bytes]) -> None:
         await self._send_lock.acquire()
         try:
-            for piece in pieces:
-                await self._transport.send(piece)
+            if self._pipe is not None:
+                await self._pipe.write(pieces)
+            else:
+                for piece in pieces:
+                    await self._transport.send(piece)
         except (
             anyio.BrokenResourceError,
             anyio.ClosedResourceError,
@@ -166,6 +172,8 @@ class FramedStream:
         await self._receive_lock.acquire()
         try:
             try:
+                if self._pipe is not None:
+                    return await self._pipe_frame()
                 return await self._receive_frame()
             except DecodeError as exc:
                 self._metrics.decode_error(
@@ -175,6 +183,13 @@ class FramedStream:
                 raise
         finally:
             self._receive_lock.release()
+
+    async def _pipe_frame(self) -> bytes:
+        assert self._pipe is not None
+        try:
+            return await self._pipe.receive()
+        except anyio.EndOfStream:
+            raise StreamClosedError(f"connection to {self._peer.node_id} closed (EndOfStream)") from None
 
     async def _receive_frame(self) -> bytes:
         buf = self._buffer
@@ -238,6 +253,9 @@ class FramedStream:
             return
         self._closed = True
         self._metrics.peer_closed()
+        if self._pipe is not None:
+            self._pipe.close()
+            return
         with (
             anyio.CancelScope(shield=True),
             anyio.move_on_after(1.0),

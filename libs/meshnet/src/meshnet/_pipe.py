@@ -1,0 +1,294 @@
+"""The data phase of a connection on asyncio, driven by the event loop's callbacks.
+
+The handshake runs over anyio's TLS stream, which is simple and reports every failure as it
+happens. For the data that follows, that stack costs a task wake-up, two ``epoll_ctl`` calls and
+several Python layers per TLS record received (anyio pauses reading between receives), and as
+much again per write: on a busy node it was about a third of the process. Once the handshake is
+done, `take_over` moves the connection's asyncio transport to a `TlsPipe`: a protocol that
+decrypts what arrives with the same TLS session object, splits frames as the records come in and
+wakes the reader once per batch of frames, and that encrypts and writes a batch of frames with one
+system call.
+
+Only anyio's asyncio backend is taken over, and only when its stream objects have the layout
+this module knows (checked, not assumed); anything else keeps the generic stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from typing import Any, cast
+
+import anyio
+import anyio.lowlevel
+
+from meshnet._codec import FRAME_HEADER_BYTES, frame_length
+from meshnet._errors import DecodeError
+
+__all__ = ["TlsPipe", "take_over"]
+
+_READ = 256 * 1024
+"""Plaintext taken out of the TLS session per read call."""
+_BIG = 16 * 1024
+"""Frames at least this large are gathered from their records and joined once."""
+_PAUSE = 1024 * 1024
+_RESUME = 256 * 1024
+"""Queued-but-unread bytes above which reading from the socket pauses, and below which it resumes."""
+_FAIR = 64
+"""Frames handed out without waiting before the reader yields to other tasks once."""
+
+
+_TRANSPORT_METHODS = ("set_protocol", "write", "pause_reading", "resume_reading", "is_closing", "close")
+"""What an asyncio transport offers (uvloop's transports have it without subclassing asyncio's)."""
+
+
+class TlsPipe(asyncio.Protocol):
+    """Frames in and out of one TLS connection, from the event loop's callbacks.
+
+    ``receive()`` returns queued frames without waking anything; ``write(pieces)`` encrypts and
+    writes at once, waiting only while the socket's buffer is full (TCP back-pressure). A frame
+    announcing more than ``max_frame_size`` bytes stops reading and is reported after the frames
+    before it; a connection that ends inside a frame is a `DecodeError`, at a frame boundary
+    `anyio.EndOfStream`.
+    """
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        session: ssl.SSLObject,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        max_frame_size: int,
+    ) -> None:
+        self._transport = transport
+        self._session = session
+        self._incoming = incoming
+        self._outgoing = outgoing
+        self._max = max_frame_size
+        self._buf = bytearray()  # plaintext of the frame (or header) being assembled
+        self._parts: list[bytes] = []  # a big frame's pieces so far (see _BIG)
+        self._have = 0
+        self._need = 0
+        self._frames: deque[bytes] = deque()
+        self._queued = 0  # bytes in _frames
+        self._error: DecodeError | None = None  # a bad frame header: reported after earlier frames
+        self._ended = False  # the peer closed, the connection broke, or TLS failed
+        self._reader: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None  # set while the transport is paused
+        self._paused = False
+        self._streak = 0
+
+    # ------------------------------------------------------------------ protocol callbacks
+    def data_received(self, data: bytes) -> None:
+        self._incoming.write(data)
+        self._decrypt()
+
+    def eof_received(self) -> bool | None:
+        self._end()
+        return None  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end()
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    # ------------------------------------------------------------------ receiving
+    def _decrypt(self) -> None:
+        session = self._session
+        while not self._ended:
+            try:
+                chunk = session.read(_READ)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLError:  # a corrupt record, or the peer's close_notify: the stream ends
+                self._end()
+                self._transport.close()
+                break
+            if not chunk:
+                self._end()
+                break
+            self._split(chunk)
+        if self._outgoing.pending and not self._transport.is_closing():  # key updates want an answer
+            self._transport.write(self._outgoing.read())
+        if self._queued >= _PAUSE and not self._paused and not self._ended:
+            self._paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def _split(self, chunk: bytes) -> None:
+        if self._error is not None:
+            return
+        if self._parts:  # inside a big frame
+            room = self._need - self._have
+            if len(chunk) < room:
+                self._parts.append(chunk)
+                self._have += len(chunk)
+                return
+            self._parts.append(chunk[:room])
+            self._push(b"".join(self._parts))
+            self._parts = []
+            chunk = chunk[room:]
+        buf = self._buf
+        buf += chunk
+        pos, end = 0, len(buf)
+        with memoryview(buf) as view:
+            while end - pos >= FRAME_HEADER_BYTES:
+                try:
+                    length = frame_length(bytes(view[pos : pos + FRAME_HEADER_BYTES]), self._max)
+                except DecodeError as exc:
+                    self._error = exc
+                    self._end()
+                    break
+                start = pos + FRAME_HEADER_BYTES
+                if end - start >= length:
+                    self._push(bytes(view[start : start + length]))
+                    pos = start + length
+                elif length >= _BIG:  # gather the rest record by record, join once
+                    self._parts = [bytes(view[start:end])]
+                    self._have, self._need = end - start, length
+                    pos = end
+                    break
+                else:
+                    break
+        del buf[:pos]
+
+    def _push(self, frame: bytes) -> None:
+        self._frames.append(frame)
+        self._queued += len(frame)
+
+    def _end(self) -> None:
+        self._ended = True
+        self._wake()
+
+    def _wake(self) -> None:
+        reader = self._reader
+        if reader is not None and not reader.done() and (self._frames or self._ended):
+            reader.set_result(None)
+
+    async def receive(self) -> bytes:
+        """The next frame; `DecodeError` for a bad or cut-off frame, `anyio.EndOfStream` at the end."""
+        while not self._frames:
+            if self._ended:
+                raise self._ending()
+            self._reader = asyncio.get_running_loop().create_future()
+            try:
+                await self._reader
+            finally:
+                self._reader = None
+            self._streak = 0
+        frame = self._frames.popleft()
+        self._queued -= len(frame)
+        if self._paused and self._queued <= _RESUME:
+            self._paused = False
+            self._transport.resume_reading()
+        self._streak += 1
+        if self._streak >= _FAIR:  # a peer that never lets the queue run dry cannot starve the loop
+            self._streak = 0
+            await anyio.lowlevel.checkpoint()
+        return frame
+
+    def _ending(self) -> Exception:
+        if self._error is not None:
+            return self._error
+        if self._parts:
+            got, total = self._have, self._need
+        elif self._buf:
+            if len(self._buf) < FRAME_HEADER_BYTES:
+                got, total = len(self._buf), FRAME_HEADER_BYTES
+            else:
+                got = len(self._buf) - FRAME_HEADER_BYTES
+                total = int.from_bytes(self._buf[:FRAME_HEADER_BYTES], "big")
+        else:
+            return anyio.EndOfStream()
+        return DecodeError(f"connection closed inside a frame: {got} of {total} bytes received")
+
+    @property
+    def partial(self) -> bool:
+        """Whether part of a frame has arrived (so an error now is a truncation, not a close)."""
+        return bool(self._parts or self._buf)
+
+    # ------------------------------------------------------------------ sending
+    async def write(self, pieces: list[bytes]) -> None:
+        """Encrypt ``pieces`` (each becomes TLS records) and write them in one go.
+
+        Returns once the socket took them, or its buffer is below the limit again; raises
+        `anyio.BrokenResourceError` if the connection is gone.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._transport.is_closing():
+            raise anyio.BrokenResourceError
+        for piece in pieces:
+            self._session.write(piece)
+        self._transport.write(self._outgoing.read())
+        if self._drained is not None:
+            await asyncio.shield(self._drained)
+            if self._transport.is_closing():
+                raise anyio.BrokenResourceError
+        else:
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+
+    def close(self) -> None:
+        self._end()
+        self._transport.close()
+
+
+def take_over(tls: Any, max_frame_size: int, initial: bytes = b"") -> TlsPipe | None:
+    """Move a handshaken anyio TLS stream's connection to a `TlsPipe`.
+
+    ``initial`` is plaintext already read past the handshake; it comes first, then whatever the
+    session or anyio still held. Returns None, leaving the stream untouched, when the stream is
+    not anyio's asyncio TLS-over-socket layout.
+    """
+    socket_stream = getattr(tls, "transport_stream", None)
+    transport = cast(asyncio.Transport, getattr(socket_stream, "_transport", None))
+    protocol = getattr(socket_stream, "_protocol", None)
+    session = getattr(tls, "_ssl_object", None)
+    incoming = getattr(tls, "_read_bio", None)
+    outgoing = getattr(tls, "_write_bio", None)
+    if not (
+        all(callable(getattr(transport, m, None)) for m in _TRANSPORT_METHODS)  # uvloop's are not
+        and isinstance(session, ssl.SSLObject)
+        and isinstance(incoming, ssl.MemoryBIO)
+        and isinstance(outgoing, ssl.MemoryBIO)
+        and isinstance(getattr(protocol, "read_queue", None), deque)
+        and not transport.is_closing()
+    ):
+        return None
+    assert protocol is not None
+    pipe = TlsPipe(transport, session, incoming, outgoing, max_frame_size)
+    transport.set_protocol(pipe)
+    if outgoing.pending:
+        transport.write(outgoing.read())
+    while protocol.read_queue:  # records anyio received but did not decrypt yet
+        incoming.write(protocol.read_queue.popleft())
+    plain = bytearray(initial)
+    while True:  # what the session decrypted but anyio did not hand out, then the records above
+        try:
+            chunk = session.read(_READ)
+        except ssl.SSLWantReadError:
+            break
+        except ssl.SSLError:
+            pipe._end()
+            break
+        if not chunk:
+            pipe._end()
+            break
+        plain += chunk
+    if plain:
+        pipe._split(bytes(plain))
+    if getattr(protocol, "is_at_eof", False) or getattr(protocol, "exception", None) is not None:
+        pipe._end()
+    else:
+        transport.resume_reading()  # anyio pauses reading between its receives
+    return pipe
