@@ -1,9 +1,10 @@
-"""How replicas authenticate client requests: the client's own link, else its signature.
+"""How replicas authenticate client requests: the client's own link, its MAC tag, else its signature.
 
-Clients send every request to every replica over mutually authenticated links. A backup that holds
-the client's own copy of a request vouches for it in the primary's batch without checking its
-signature; one that missed the copy checks the signature; the primary proposes only requests
-whose signature holds.
+Clients send a request to the primary, and to every replica when they retransmit, over mutually
+authenticated links. A backup vouches for a request in the primary's batch when it holds the
+client's own copy, or when the request's MAC tag for it holds (the client gave it the key in a
+link grant), and otherwise checks the signature; the primary proposes only requests whose
+signature holds.
 """
 
 from __future__ import annotations
@@ -32,17 +33,22 @@ def _pre_prepare(primary: b.Ed25519Signer, requests: list[pb.Signed]) -> bytes:
     return bytes(seal(primary, Kind.PRE_PREPARE, pp))
 
 
-def test_a_client_sends_each_request_to_every_replica(world, keys) -> None:
+def test_a_client_sends_to_the_primary_and_to_every_replica_when_it_retransmits(world, keys) -> None:
     client = b.Client(world["client"], keys, MEMBERS)
-    sends = [a for a in client.submit(b"put k v") if isinstance(a, b.Send)]
-    assert sorted(a.dst for a in sends) == sorted(MEMBERS)
-    assert len({a.frame for a in sends}) == 1
+    first = [a for a in client.submit(b"put k v") if isinstance(a, b.Send)]
+    assert [a.dst for a in first] == ["e0"]  # the primary of view 0
+    again = [a for a in client.timer("retransmit") if isinstance(a, b.Send)]
+    assert sorted(a.dst for a in again) == sorted(MEMBERS)
+    assert {a.frame for a in again} == {first[0].frame}
+    env = decode_frame(first[0].frame)
+    assert len(env.macs) == 16 * len(MEMBERS)  # one tag per replica
 
 
 def test_a_backup_vouches_for_a_request_it_received_from_the_client_itself(world, keys) -> None:
     backup = b.Replica(world["e1"], keys, b.ReplicaConfig(MEMBERS), b.KeyValueStore())
     req = _request(world["client"], 1, b"put k v", forge=True)
-    assert backup.receive("client", bytes(req)) == []  # held, not yet overdue
+    backup.receive("client", bytes(req))
+    assert backup.pending["client"][0] == 1
     out = backup.receive("e0", _pre_prepare(world["e0"], [req]))
     assert _kinds(out).count(int(Kind.PREPARE)) == len(MEMBERS) - 1  # to every other replica
 
@@ -81,10 +87,14 @@ def test_the_primary_proposes_only_requests_whose_signature_holds(world, keys) -
     assert [r.signer for r in pp.requests] == ["client2"]
 
 
-def test_backups_start_their_view_change_timer_only_when_the_client_retransmits(world, keys) -> None:
+def test_a_backup_waits_on_requests_sent_to_it_not_on_those_met_in_a_batch(world, keys) -> None:
+    """Clients send to backups only when they retransmit, as in PBFT: a backup that gets a request
+    directly starts its view-change timer; one that met it only in the primary's batch does not."""
     backup = b.Replica(world["e1"], keys, b.ReplicaConfig(MEMBERS), b.KeyValueStore())
+    other = _request(world["client2"], 1, b"put j w")
+    out = backup.receive("e0", _pre_prepare(world["e0"], [other]))
+    assert not any(isinstance(a, b.SetTimer) for a in out)
     frame = bytes(_request(world["client"], 1, b"put k v"))
-    assert not any(isinstance(a, b.SetTimer) for a in backup.receive("client", frame))
     assert any(isinstance(a, b.SetTimer) for a in backup.receive("client", frame))
     assert backup.timer("view-change") != []  # overdue and not executed: suspect the primary
 
@@ -112,8 +122,8 @@ def test_the_boundary_checkpoint_needs_the_new_memberships_quorum(world, keys) -
     assert r.stable_seq == 4  # the same three are a quorum of the unchanged membership
 
 
-def _link(client: b.Ed25519Signer, peer: str, *, forge: bool = False) -> bytes:
-    env = seal(client, Kind.CLIENT_LINK, pb.ClientLink(client.node_id, peer))
+def _link(client: b.Ed25519Signer, peer: str, *, forge: bool = False, key: bytes = b"") -> bytes:
+    env = seal(client, Kind.CLIENT_LINK, pb.ClientLink(client.node_id, peer, key))
     if forge:
         env = pb.Signed(env.kind, env.body, env.signer, bytes(64))
     return bytes(env)
@@ -138,7 +148,9 @@ def test_client_link_grants_are_checked(world, keys) -> None:
     backup.receive("proc", _link(world["client"], "other-proc"))  # names another peer
     backup.receive("proc", _link(world["client"], "proc", forge=True))  # bad signature
     backup.receive("proc", _link(world["e2"], "proc"))  # a replica is never a client
+    backup.receive("proc", _link(world["client"], "proc", key=b"short"))  # a MAC key is 32 bytes
     assert len(backup.links) == 0
+    assert backup.links.mac_key("client") is None
     assert not backup.links.speaks_for("proc", "client")
     forged = _request(world["client"], 1, b"put k v", forge=True)
     backup.receive("proc", bytes(forged))
@@ -154,3 +166,71 @@ def test_client_link_grants_are_bounded(world, keys) -> None:
     assert len(links) == 3
     assert links.speaks_for("p9", "client")
     assert not links.speaks_for("p0", "client")  # the oldest grants went first
+
+
+def _with_macs(client: b.Client, ts_op: bytes, *, forge_signature: bool = False) -> pb.Signed:
+    (send, *_rest) = client.submit(ts_op)
+    assert isinstance(send, b.Send)
+    env = decode_frame(send.frame)
+    if forge_signature:  # the tags cover kind, signer and body, not the signature
+        env = pb.Signed(env.kind, env.body, env.signer, bytes(64), env.macs)
+    return env
+
+
+def test_a_backup_vouches_on_its_mac_tag_without_checking_the_signature(world, keys) -> None:
+    client = b.Client(world["client"], keys, MEMBERS)
+    backup = b.Replica(world["e1"], keys, b.ReplicaConfig(MEMBERS), b.KeyValueStore())
+    assert backup.receive("client", client.link_frame("client", "e1")) == []
+    assert backup.links.mac_key("client") is not None
+    req = _with_macs(client, b"put k v", forge_signature=True)  # only the tag can vouch for it
+    out = backup.receive("e0", _pre_prepare(world["e0"], [req]))
+    assert _kinds(out).count(int(Kind.PREPARE)) == len(MEMBERS) - 1
+
+
+def test_a_bad_or_foreign_tag_falls_back_to_the_signature(world, keys) -> None:
+    client = b.Client(world["client"], keys, MEMBERS)
+    config = b.ReplicaConfig(MEMBERS)
+
+    def backup_with_key(name: str, key_for: str) -> b.Replica:
+        r = b.Replica(world[name], keys, config, b.KeyValueStore())
+        r.receive("client", client.link_frame("client", key_for))
+        return r
+
+    forged = _with_macs(client, b"put k v", forge_signature=True)
+    # e2 was given e1's key: its own tag does not match under it, and the signature is bad
+    assert backup_with_key("e2", "e1").receive("e0", _pre_prepare(world["e0"], [forged])) == []
+    # a primary that swaps the body keeps neither the tag nor the signature valid
+    swapped = pb.Signed(
+        forged.kind,
+        bytes(pb.ClientRequest("client", forged_ts(forged), b"put k evil")),
+        forged.signer,
+        forged.signature,
+        forged.macs,
+    )
+    assert backup_with_key("e1", "e1").receive("e0", _pre_prepare(world["e0"], [swapped])) == []
+    # a bad tag on a well-signed request costs a signature check, not the request
+    client2 = b.Client(world["client"], keys, MEMBERS, first_timestamp=5)
+    genuine = _with_macs(client2, b"put k v")
+    genuine = pb.Signed(
+        genuine.kind, genuine.body, genuine.signer, genuine.signature, bytes(len(genuine.macs))
+    )
+    out = backup_with_key("e1", "e1").receive("e0", _pre_prepare(world["e0"], [genuine]))
+    assert _kinds(out).count(int(Kind.PREPARE)) == len(MEMBERS) - 1
+
+
+def forged_ts(env: pb.Signed) -> int:
+    return pb.ClientRequest().parse(env.body).timestamp
+
+
+def test_mac_keys_are_bounded_with_the_grants(world, keys) -> None:
+    from bftconsensus._links import ClientLinks
+
+    links = ClientLinks(capacity=2)
+    for name in ("client", "client2", "client"):
+        client = b.Client(world[name], keys, MEMBERS)
+        links.grant(name, decode_frame(client.link_frame(name, "e1")), keys, lambda c: True)
+    assert links.mac_key("client") is not None  # granted again: the most recent
+    assert links.mac_key("client2") is not None
+    client3 = b.Client(world["coord"], keys, MEMBERS)
+    links.grant("coord", decode_frame(client3.link_frame("coord", "e1")), keys, lambda c: True)
+    assert links.mac_key("client2") is None  # the least recently granted went first

@@ -49,11 +49,22 @@ class ReplicaNode:
 
 
 class ClientNode:
-    def __init__(self, client: b.Client, ops: list[bytes], submitted: set[tuple[str, int, bytes]]) -> None:
+    """A client; with ``mac_keys`` it first gives each replica its MAC key (backups then vouch on
+    tags), without, backups vouch on signatures: the worlds mix both."""
+
+    def __init__(
+        self,
+        client: b.Client,
+        ops: list[bytes],
+        submitted: set[tuple[str, int, bytes]],
+        *,
+        mac_keys: bool = True,
+    ) -> None:
         self.client = client
         self.ops = list(ops)
         self.submitted = submitted
         self.results: list[bytes] = []
+        self.mac_keys = mac_keys
 
     def _next(self, ctx: NodeContext) -> None:
         if not self.client.busy and len(self.results) < len(self.ops):
@@ -63,6 +74,10 @@ class ClientNode:
             _apply(ctx, actions)
 
     def start(self, ctx: NodeContext) -> None:
+        if self.mac_keys:
+            me = self.client.signer.node_id
+            for replica in self.client.replicas:
+                ctx.send(replica, self.client.link_frame(me, replica))
         self._next(ctx)
 
     def receive(self, ctx: NodeContext, src: str, payload: bytes) -> None:
@@ -157,8 +172,8 @@ class World:
                 ops_list = [*admin_ops, *ops_list]
             self.sim.add_node(
                 cname,
-                lambda s=signers[cname], o=ops_list: ClientNode(
-                    b.Client(s, keys, self.names, retransmit=1.0), o, self.submitted
+                lambda s=signers[cname], o=ops_list, k=i % 2 == 0: ClientNode(
+                    b.Client(s, keys, self.names, retransmit=1.0), o, self.submitted, mac_keys=k
                 ),
             )
         self.sim.add_invariant(self.check_safety, "safety")

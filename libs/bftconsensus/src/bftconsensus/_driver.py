@@ -32,6 +32,7 @@ from meshnet import FramedStream, MeshCredentials, MeshnetError, MeshServer, con
 __all__ = ["ReplicaService", "ClusterClient"]
 
 _QUEUE = 4096
+_ROUTED = frozenset({int(Kind.CLIENT_REQUEST), int(Kind.CLIENT_LINK)})
 # What a dead or vanishing peer can raise. meshnet wraps most of it; anyio.EndOfStream can still
 # escape FramedStream.send when the peer dies mid-write, so we catch it here too.
 _LINK_ERRORS = (MeshnetError, OSError, ssl.SSLError, anyio.EndOfStream, anyio.BrokenResourceError)
@@ -178,7 +179,8 @@ class ReplicaService:
                     queue.send.close()
 
     def _learn_route(self, frame: bytes, queue: _Queue) -> None:
-        """Send the replies of the client that signed this request back the way it came.
+        """Send the replies of the client that signed this request (or link grant) back the way it
+        came (a backup may get no request from a client before it must reply to it).
 
         Only clients in the key directory get a route (the table stays bounded); a peer that
         replays another client's request can divert that client's replies until the client's
@@ -189,7 +191,7 @@ class ReplicaService:
             env = decode_frame(frame, self.replica.limits)  # cached: the core decodes it again
         except DecodeError:
             return
-        if env.kind == Kind.CLIENT_REQUEST and env.signer in self.replica.keys:
+        if env.kind in _ROUTED and env.signer in self.replica.keys:
             self._routes[env.signer] = queue
 
     def _dispatch(self, actions: Sequence[Action]) -> None:
@@ -233,9 +235,13 @@ class ClusterClient:
         self.client = cores[0]
         self.creds = creds
         self.addresses = dict(addresses)
-        # Grants for this process's link to carry each core's requests (cores whose own node is
-        # this process need none): replicas then skip the per-request signature check.
-        self._links = [c.link_frame(creds.node_id) for c in cores if c.signer.node_id != creds.node_id]
+        # Per replica, a grant for this process's link to carry each core's requests, with the
+        # core's MAC key for that replica: replicas then skip the per-request signature check,
+        # and backups check a request's MAC tag instead of its signature.
+        self._links = {
+            r: [c.link_frame(creds.node_id, r if r in c.replicas else None) for c in cores]
+            for r in self.addresses
+        }
         self._streams: dict[str, _Queue] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._done: dict[str, anyio.Event] = {}
@@ -267,7 +273,7 @@ class ClusterClient:
                 await anyio.sleep(0.2)
                 continue
             queue = self._streams[node] = _Queue()
-            for frame in self._links:
+            for frame in self._links[node]:
                 queue.put(frame)
             self._changed.set()
             self._changed = anyio.Event()
@@ -299,7 +305,7 @@ class ClusterClient:
     def _apply(self, core: Client, actions: Sequence[Action]) -> None:
         name = core.signer.node_id
         for a in actions:
-            if isinstance(a, Send):  # a core only ever sends its signed request, to every replica
+            if isinstance(a, Send):  # a core only ever sends its request (primary, or all on retransmission)
                 queue = self._streams.get(a.dst)
                 if queue is not None:
                     queue.put(a.frame)  # which also tells the replica where this client's replies go

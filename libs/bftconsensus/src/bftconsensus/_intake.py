@@ -1,10 +1,11 @@
 """The client-facing side of a PBFT replica: taking requests in, batching them, replying.
 
-Clients send every request to every replica. A replica takes a request from its client's own
-authenticated link (or a link the client granted, see ``ClientLinks``) without checking its
-signature, and from anywhere else only with a valid one. The primary batches pending requests,
-proposing only those whose signature holds; a backup accepts a batch when it can vouch for each
-request in it. Replies go out from f+1 designated replicas per request, from every replica that
+Clients send a request to the primary, and to every replica when they retransmit. A replica
+takes a request from its client's own authenticated link (or a link the client granted, see
+``ClientLinks``) without checking its signature, and from anywhere else only with a valid one.
+The primary batches pending requests, proposing only those whose signature holds; a backup
+accepts a batch when it can vouch for each request in it (its own copy, its MAC tag, or the
+signature). Replies go out from f+1 designated replicas per request, from every replica that
 executed it when the client retransmits.
 """
 
@@ -19,6 +20,7 @@ from bftconsensus._certs import parse_request
 from bftconsensus._crypto import KeyDirectory, Signer
 from bftconsensus._errors import DecodeError
 from bftconsensus._links import ClientLinks
+from bftconsensus._macs import tag_matches
 from bftconsensus._smr import ReplicaConfig
 from bftconsensus._wire import Kind, WireLimits, open_signed, open_unsigned, seal
 
@@ -83,16 +85,18 @@ class RequestIntake(abc.ABC):
                 return self._arm_timer()
             return []
         self.pending[req.client] = (req.timestamp, env)
-        self.overdue.discard(req.client)
+        if self.is_primary:
+            self.overdue.discard(req.client)
+        else:  # clients send to backups only when they retransmit
+            self.overdue.add(req.client)
         return self._arm_timer() + self._propose()
 
     def _waiting(self) -> bool:
         """Whether this replica expects a pending request to execute (its view-change timer runs).
 
-        The primary waits on every request it holds. Backups hold every request too (clients
-        send to all replicas), but, as in PBFT, where backups see a request only when its client
-        retransmits, a backup starts waiting on a request only once it came again: a slow batch
-        is not yet a reason to replace the primary.
+        The primary waits on every request it holds; a backup on the requests that came to it
+        directly (clients send to backups only when they retransmit) or came again. A request a
+        backup only met in the primary's batch is not one it waits on.
         """
         if self.is_primary:
             return bool(self.pending)
@@ -150,12 +154,13 @@ class RequestIntake(abc.ABC):
     def _authenticate(self, envs: list[pb.Signed]) -> None:
         """Raise DecodeError unless this replica can vouch that each request's client sent it.
 
-        A request this replica received from its client's own authenticated link, or whose
-        signature verifies, is authentic; one already executed is skipped at execution anyway.
-        Every prepare for a batch therefore vouches for its requests, and a certificate holds at
-        least f+1 prepares (pre-prepare included), one of them honest: so certificates are not
-        re-checked against client signatures, as PBFT with MAC authenticators does. That spares
-        the backups one Ed25519 verification per request, the largest cost per operation.
+        A request this replica received from its client's own authenticated link, whose MAC tag
+        for this replica holds, or whose signature verifies, is authentic; one already executed
+        is skipped at execution anyway. Every prepare for a batch therefore vouches for its
+        requests, and a certificate holds at least f+1 prepares (pre-prepare included), one of
+        them honest: so certificates are not re-checked against client signatures, as PBFT with
+        MAC authenticators does. The tag is an HMAC; the signature, an Ed25519 verification 25
+        times dearer, is the fallback for a backup without the client's key or with a bad tag.
         """
         for env in envs:
             req = parse_request(env, self.members, self.limits)
@@ -165,6 +170,11 @@ class RequestIntake(abc.ABC):
             done = self.client_table.get(req.client)
             if done is not None and req.timestamp <= done[0]:
                 continue
+            key = self.links.mac_key(req.client)
+            if key is not None and env.macs and self.me in self.members:
+                index = self.members.index(self.me)
+                if tag_matches(key, index, env.macs, env.kind, env.signer, env.body):
+                    continue
             open_signed(self.keys, env, pb.ClientRequest, self.limits)
 
     # ------------------------------------------------------------------ replies

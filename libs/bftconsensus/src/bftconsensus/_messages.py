@@ -48,13 +48,14 @@ __all__ = [
 ]
 
 
-@schema(U32, BYTES, STR, BYTES)
+@schema(U32, BYTES, STR, BYTES, BYTES)
 @dataclasses.dataclass(slots=True)
 class Signed(Message):
     kind: int = 0
     body: bytes = b""
     signer: str = ""
     signature: bytes = b""
+    macs: bytes = b""
 
 
 # ---- commit-reveal quorum execution ----
@@ -161,11 +162,12 @@ class ClientRequest(Message):
     operation: bytes = b""
 
 
-@schema(STR, STR)
+@schema(STR, STR, BYTES)
 @dataclasses.dataclass(slots=True)
 class ClientLink(Message):
     client: str = ""
     peer: str = ""
+    mac_key: bytes = b""
 
 
 @schema(U64, U64, BYTES, rmsg(Signed))

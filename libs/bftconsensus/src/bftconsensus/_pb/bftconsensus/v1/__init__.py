@@ -15,6 +15,12 @@ class Signed(betterproto.Message):
     body: bytes = betterproto.bytes_field(2)
     signer: str = betterproto.string_field(3)
     signature: bytes = betterproto.bytes_field(4)
+    macs: bytes = betterproto.bytes_field(5)
+    """
+    A client request's MAC authenticator: one 16-byte HMAC-SHA256 tag per replica, in the order
+     of the client's replica list, each under the key the client gave that replica in its
+     ClientLink. Not covered by the signature; empty on every other message.
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -112,6 +118,10 @@ class ClientLink(betterproto.Message):
 
     client: str = betterproto.string_field(1)
     peer: str = betterproto.string_field(2)
+    mac_key: bytes = betterproto.bytes_field(3)
+    """
+    The key of this client's MACs for the replica the grant is sent to (32 bytes; empty: none).
+    """
 
 
 @dataclass(eq=False, repr=False)
