@@ -138,8 +138,11 @@ async def test_an_end_at_a_frame_boundary_is_a_clean_end() -> None:
 
 
 async def test_an_oversized_frame_is_refused_after_the_frames_before_it() -> None:
-    p, _ = pipe(max_frame_size=100)
+    p, transport = pipe(max_frame_size=100)
     p._split(encoded(b"fine") + (101).to_bytes(4, "big") + b"y" * 101 + encoded(b"never"))
+    assert not transport.reading  # nothing more is taken in after a bad header
+    p.data_received(b"more")  # and what the socket still delivers is dropped, not buffered
+    assert p._incoming.pending == 0
     assert await p.receive() == b"fine"
     with pytest.raises(meshnet.FrameTooLargeError):
         await p.receive()

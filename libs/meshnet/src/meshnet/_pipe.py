@@ -81,6 +81,8 @@ class TlsPipe(asyncio.Protocol):
 
     # ------------------------------------------------------------------ protocol callbacks
     def data_received(self, data: bytes) -> None:
+        if self._ended:  # after a bad frame or the session's end nothing more is read
+            return
         self._incoming.write(data)
         self._decrypt()
 
@@ -168,6 +170,8 @@ class TlsPipe(asyncio.Protocol):
         self._queued += len(frame)
 
     def _end(self) -> None:
+        if not self._ended and not self._transport.is_closing():
+            self._transport.pause_reading()  # keep no more input than the reader will be told about
         self._ended = True
         self._wake()
 
