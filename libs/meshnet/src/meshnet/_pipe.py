@@ -276,23 +276,11 @@ def take_over(tls: Any, max_frame_size: int, initial: bytes = b"") -> TlsPipe | 
         transport.write(outgoing.read())
     while protocol.read_queue:  # records anyio received but did not decrypt yet
         incoming.write(protocol.read_queue.popleft())
-    plain = bytearray(initial)
-    while True:  # what the session decrypted but anyio did not hand out, then the records above
-        try:
-            chunk = session.read(_READ)
-        except ssl.SSLWantReadError:
-            break
-        except ssl.SSLError:
-            pipe._end()
-            break
-        if not chunk:
-            pipe._end()
-            break
-        plain += chunk
-    if plain:
-        pipe._split(bytes(plain))
+    if initial:
+        pipe._split(initial)
+    pipe._decrypt()  # what the session still holds, then those records
     if getattr(protocol, "is_at_eof", False) or getattr(protocol, "exception", None) is not None:
         pipe._end()
-    else:
+    elif not pipe._ended and not pipe._paused:
         transport.resume_reading()  # anyio pauses reading between its receives
     return pipe
