@@ -87,6 +87,20 @@ def test_the_primary_proposes_only_requests_whose_signature_holds(world, keys) -
     assert [r.signer for r in pp.requests] == ["client2"]
 
 
+def test_a_backup_passes_a_request_it_gets_directly_on_to_the_primary(world, keys) -> None:
+    """A client that still believes in an earlier primary, or retransmits, reaches backups; they
+    relay the request (the primary checks its signature, as for any copy not from the client)."""
+    backup = b.Replica(world["e1"], keys, b.ReplicaConfig(MEMBERS), b.KeyValueStore())
+    frame = bytes(_request(world["client"], 1, b"put k v"))
+    relayed = [a for a in backup.receive("client", frame) if isinstance(a, b.Send)]
+    assert [a.dst for a in relayed] == ["e0"]
+    primary = b.Replica(world["e0"], keys, b.ReplicaConfig(MEMBERS), b.KeyValueStore())
+    out = primary.receive("e1", relayed[0].frame)
+    assert int(Kind.PRE_PREPARE) in _kinds(out)
+    forged = bytes(_request(world["client"], 2, b"put k w", forge=True))
+    assert primary.receive("e1", forged) == []  # a relayed copy must be signed by its client
+
+
 def test_a_backup_waits_on_requests_sent_to_it_not_on_those_met_in_a_batch(world, keys) -> None:
     """Clients send to backups only when they retransmit, as in PBFT: a backup that gets a request
     directly starts its view-change timer; one that met it only in the primary's batch does not."""

@@ -56,6 +56,10 @@ class RequestIntake(abc.ABC):
     @abc.abstractmethod
     def is_primary(self) -> bool: ...
 
+    @property
+    @abc.abstractmethod
+    def primary(self) -> str: ...
+
     @abc.abstractmethod
     def _is_client(self, name: str) -> bool: ...
 
@@ -87,9 +91,12 @@ class RequestIntake(abc.ABC):
         self.pending[req.client] = (req.timestamp, env)
         if self.is_primary:
             self.overdue.discard(req.client)
-        else:  # clients send to backups only when they retransmit
-            self.overdue.add(req.client)
-        return self._arm_timer() + self._propose()
+            return self._arm_timer() + self._propose()
+        # Clients send to backups only when they retransmit (or when they still believe in an
+        # earlier primary): as PBFT's backups do, pass it on to the primary and start waiting.
+        self.overdue.add(req.client)
+        relay: list[Action] = [] if src == self.primary else [Send(self.primary, bytes(env))]
+        return self._arm_timer() + relay
 
     def _waiting(self) -> bool:
         """Whether this replica expects a pending request to execute (its view-change timer runs).
