@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import betterproto
 
@@ -27,6 +27,13 @@ FRAME_HEADER_BYTES = 4
 DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
 """16 MiB: four 4 MiB Ceph-sized chunks fit in one frame; bigger transfers are chunked by callers."""
 _HEADER = struct.Struct(">I")
+_GATHER = 16 * 1024
+"""Payloads at least this large are gathered from their pieces and joined once."""
+
+
+class _Sink(Protocol):
+    def append(self, item: bytes, /) -> None: ...
+
 
 M = TypeVar("M", bound=betterproto.Message)
 
@@ -52,36 +59,87 @@ class FrameDecoder:
     """Sans-I/O frame splitter: feed bytes as they arrive, get complete payloads out.
 
     It buffers at most one header plus one bounded payload, so memory stays below
-    ``max_frame_size + 4`` per connection whatever the peer sends.
+    ``max_frame_size + 4`` per connection whatever the peer sends. Frames packed into one chunk
+    are cut out of it in one pass; a frame of 16 KiB or more is gathered piece by piece and
+    joined once (appending each TLS record and slicing the frame out again cost ~10x more for
+    a 128 KiB frame).
     """
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         if max_frame_size < 0 or max_frame_size > 0xFFFFFFFF:
             raise ValueError(f"max_frame_size must be in [0, 2**32-1], got {max_frame_size}")
         self.max_frame_size = max_frame_size
-        self._buffer = bytearray()
-        self._expected: int | None = None
+        self.delivered = 0
+        """Payload bytes handed out so far."""
+        self._buffer = bytearray()  # a header, or a header and the start of a small payload
+        self._parts: list[bytes] = []  # the pieces of a big payload so far (then _buffer is empty)
+        self._have = 0
+        self._need = 0
 
     def feed(self, data: bytes) -> list[bytes]:
         """Append ``data``; return every payload completed by it (raises `DecodeError` on a bad header)."""
-        self._buffer += data
         frames: list[bytes] = []
-        while True:
-            if self._expected is None:
-                if len(self._buffer) < FRAME_HEADER_BYTES:
-                    return frames
-                self._expected = frame_length(bytes(self._buffer[:FRAME_HEADER_BYTES]), self.max_frame_size)
-                del self._buffer[:FRAME_HEADER_BYTES]
-            if len(self._buffer) < self._expected:
-                return frames
-            frames.append(bytes(self._buffer[: self._expected]))
-            del self._buffer[: self._expected]
-            self._expected = None
+        self.feed_into(data, frames)
+        return frames
+
+    def feed_into(self, data: bytes, out: _Sink) -> None:
+        """Append ``data`` and every payload it completes to ``out``, in order.
+
+        A bad header raises `DecodeError` after the payloads before it were appended; the decoder
+        then stays at that header.
+        """
+        if self._parts:
+            room = self._need - self._have
+            if len(data) < room:
+                self._parts.append(data)
+                self._have += len(data)
+                return
+            self._parts.append(data[:room])
+            out.append(b"".join(self._parts))
+            self.delivered += self._need
+            self._parts = []
+            data = data[room:]
+        buf = self._buffer
+        buf += data
+        pos, end = 0, len(buf)
+        try:
+            with memoryview(buf) as view:
+                while end - pos >= FRAME_HEADER_BYTES:
+                    length = frame_length(bytes(view[pos : pos + FRAME_HEADER_BYTES]), self.max_frame_size)
+                    start = pos + FRAME_HEADER_BYTES
+                    if end - start >= length:
+                        out.append(bytes(view[start : start + length]))
+                        self.delivered += length
+                        pos = start + length
+                    elif length >= _GATHER:
+                        self._parts = [bytes(view[start:end])]
+                        self._have, self._need = end - start, length
+                        pos = end
+                        break
+                    else:
+                        break
+        finally:
+            del buf[:pos]
 
     @property
     def pending(self) -> int:
         """Bytes held that do not yet form a complete frame."""
-        return len(self._buffer) + (FRAME_HEADER_BYTES if self._expected is not None else 0)
+        return self._have + FRAME_HEADER_BYTES if self._parts else len(self._buffer)
+
+    @property
+    def progress(self) -> tuple[int, int] | None:
+        """How far the incomplete frame got, or None at a frame boundary.
+
+        (bytes received, bytes expected) of its header while inside the header, of its payload after.
+        """
+        if self._parts:
+            return self._have, self._need
+        held = len(self._buffer)
+        if not held:
+            return None
+        if held < FRAME_HEADER_BYTES:
+            return held, FRAME_HEADER_BYTES
+        return held - FRAME_HEADER_BYTES, _HEADER.unpack_from(self._buffer)[0]
 
     def close(self) -> None:
         """Declare end of input: raises `DecodeError` if a frame was cut short."""
