@@ -12,7 +12,7 @@ import anyio
 from anyio.abc import ByteStream
 
 from meshnet._certs import NodeCertificate
-from meshnet._codec import FRAME_HEADER_BYTES, frame_length
+from meshnet._codec import FRAME_HEADER_BYTES, FrameDecoder
 from meshnet._errors import DecodeError, FrameTooLargeError, StreamClosedError
 from meshnet._observe import MeshnetMetrics
 from meshnet._peer import PeerInfo
@@ -21,8 +21,6 @@ from meshnet._pipe import TlsPipe
 __all__ = ["FramedStream"]
 
 _SPLIT_SEND = 64 * 1024
-_VIEW_COPY = 16 * 1024
-"""Frames at least this large are copied out of the receive buffer through a memoryview."""
 """Above this, header and payload are sent separately instead of copying the payload once more."""
 
 
@@ -89,7 +87,11 @@ class FramedStream:
         self._certificate = certificate
         self.max_frame_size = max_frame_size
         self._metrics = metrics
-        self._buffer = bytearray(initial)
+        self._decoder = FrameDecoder(max_frame_size)  # the generic path's; the pipe has its own
+        self._ready: collections.deque[bytes] = collections.deque()
+        self._bad: DecodeError | None = None
+        if initial:
+            self._take(initial)
         self._send_lock = _Mutex()
         self._receive_lock = _Mutex()
         self._closed = False
@@ -192,57 +194,31 @@ class FramedStream:
             raise StreamClosedError(f"connection to {self._peer.node_id} closed (EndOfStream)") from None
 
     async def _receive_frame(self) -> bytes:
-        buf = self._buffer
-        while len(buf) < FRAME_HEADER_BYTES:
-            buf += await self._next_chunk(len(buf), FRAME_HEADER_BYTES)
-        length = frame_length(bytes(buf[:FRAME_HEADER_BYTES]), self.max_frame_size)
-        end = FRAME_HEADER_BYTES + length
-        if length < _VIEW_COPY:  # small: append records to the buffer, slice the frame out
-            while len(buf) < end:
-                buf += await self._next_chunk(len(buf), end)
-            out = bytes(buf[FRAME_HEADER_BYTES:end])
-            del buf[:end]
-            return out
-        if len(buf) >= end:
-            with memoryview(buf) as view:  # one copy instead of two
-                out = bytes(view[FRAME_HEADER_BYTES:end])
-            del buf[:end]
-            return out
-        # A large frame: gather its TLS records (16 KiB each) and join them once; appending each
-        # to the buffer and slicing the frame out again cost ~10x more for a 128 KiB frame.
-        parts: list[bytes] = []
-        have = len(buf)
-        try:
-            while have < end:
-                chunk = await self._next_chunk(have, end)
-                parts.append(chunk)
-                have += len(chunk)
-        except BaseException:
-            buf += b"".join(parts)  # keep everything in order, the header included
-            raise
-        leftover = b""
-        if have > end:  # the last record also holds the start of the next frame
-            cut = len(parts[-1]) - (have - end)
-            leftover, parts[-1] = parts[-1][cut:], parts[-1][:cut]
-        with memoryview(buf) as view:
-            out = b"".join([view[FRAME_HEADER_BYTES:], *parts])
-        buf.clear()
-        buf += leftover
-        return out
+        ready = self._ready
+        while not ready:
+            if self._bad is not None:
+                raise self._bad
+            self._take(await self._next_chunk())
+        return ready.popleft()
 
-    async def _next_chunk(self, have: int, need: int) -> bytes:
-        """The transport's next chunk; ``have`` of ``need`` bytes of the frame are buffered."""
+    def _take(self, chunk: bytes) -> None:
+        """Split ``chunk``; a bad header is raised once the frames before it were received."""
+        try:
+            self._decoder.feed_into(chunk, self._ready)
+        except DecodeError as exc:
+            self._bad = exc
+
+    async def _next_chunk(self) -> bytes:
+        """The transport's next chunk (the end of the stream inside a frame is a `DecodeError`)."""
         try:
             return await self._transport.receive()
         except (anyio.EndOfStream, anyio.BrokenResourceError, ssl.SSLError, OSError) as exc:
-            if have == 0:
+            progress = self._decoder.progress
+            if progress is None:
                 raise StreamClosedError(
                     f"connection to {self._peer.node_id} closed ({type(exc).__name__})"
                 ) from None
-            if need == FRAME_HEADER_BYTES:  # inside the header
-                got, total = have, FRAME_HEADER_BYTES
-            else:  # inside the payload
-                got, total = have - FRAME_HEADER_BYTES, need - FRAME_HEADER_BYTES
+            got, total = progress
             raise DecodeError(f"connection closed inside a frame: {got} of {total} bytes received") from None
         except anyio.ClosedResourceError:
             raise StreamClosedError("stream was closed locally") from None
