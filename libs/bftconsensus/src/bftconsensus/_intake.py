@@ -139,9 +139,9 @@ class RequestIntake(abc.ABC):
     def _next_batch(self) -> list[pb.Signed]:
         """Up to ``batch_size`` pending requests not yet ordered, each with a valid signature.
 
-        Backups that did not get a request from its client check its signature instead, so the
-        primary proposes only requests whose signature holds: a client that signs badly and
-        sends its request to the primary alone cannot stall a slot into a view change.
+        The signature is every backup's fallback when it holds no copy and the request's MAC tag
+        for it fails, so the primary proposes only requests whose signature holds: a client that
+        signs badly and forges tags cannot stall a slot into a view change.
         """
         batch: list[pb.Signed] = []
         for client, (ts, env) in sorted(self.pending.items()):
@@ -169,6 +169,7 @@ class RequestIntake(abc.ABC):
         MAC authenticators does. The tag is an HMAC; the signature, an Ed25519 verification 25
         times dearer, is the fallback for a backup without the client's key or with a bad tag.
         """
+        mine = self._position()
         for env in envs:
             req = parse_request(env, self.members, self.limits)
             held = self.pending.get(req.client)
@@ -178,11 +179,20 @@ class RequestIntake(abc.ABC):
             if done is not None and req.timestamp <= done[0]:
                 continue
             key = self.links.mac_key(req.client)
-            if key is not None and env.macs and self.me in self.members:
-                index = self.members.index(self.me)
-                if tag_matches(key, index, env.macs, env.kind, env.signer, env.body):
-                    continue
+            if (
+                key is not None
+                and mine is not None
+                and tag_matches(key, mine, env.macs, env.kind, env.signer, env.body)
+            ):
+                continue
             open_signed(self.keys, env, pb.ClientRequest, self.limits)
+
+    def _position(self) -> int | None:
+        """This replica's index in the membership (its MAC tag's place), None if not a member."""
+        try:
+            return self.members.index(self.me)
+        except ValueError:
+            return None
 
     # ------------------------------------------------------------------ replies
     def _replies_first(self, client: str, ts: int) -> bool:
@@ -192,9 +202,8 @@ class RequestIntake(abc.ABC):
         client id plus the timestamp), so the reply work is spread over the members.
         """
         n = len(self.members)
-        try:
-            mine = self.members.index(self.me)
-        except ValueError:
+        mine = self._position()
+        if mine is None:
             return False
         start = (zlib.crc32(client.encode()) + ts) % n
         return (mine - start) % n <= self.f

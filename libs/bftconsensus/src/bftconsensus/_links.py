@@ -13,18 +13,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TypeVar
 
 from bftconsensus import _messages as pb
 from bftconsensus._crypto import KeyDirectory
 from bftconsensus._errors import DecodeError
 from bftconsensus._macs import KEY_BYTES
-from bftconsensus._wire import DEFAULT_LIMITS, WireLimits, open_signed
+from bftconsensus._wire import DEFAULT_LIMITS, WireLimits, _remember, open_signed
 
 __all__ = ["ClientLinks"]
-
-K = TypeVar("K")
-V = TypeVar("V")
 
 
 class ClientLinks:
@@ -69,10 +65,3 @@ class ClientLinks:
     def speaks_for(self, src: str, client: str) -> bool:
         """Whether a request signed by ``client`` arriving from ``src`` comes from that client."""
         return src == client or (src, client) in self._grants
-
-
-def _remember(table: OrderedDict[K, V], key: K, value: V, capacity: int) -> None:
-    table[key] = value
-    table.move_to_end(key)
-    while len(table) > capacity:
-        table.popitem(last=False)

@@ -100,9 +100,11 @@ _opened: OrderedDict[tuple[object, ...], pb.Message] = OrderedDict()
 _frames: OrderedDict[tuple[bytes, WireLimits], pb.Signed] = OrderedDict()
 
 
-def _remember(cache: OrderedDict[K, V], key: K, value: V) -> None:
+def _remember(cache: OrderedDict[K, V], key: K, value: V, capacity: int = _CACHE_ENTRIES) -> None:
+    """Put ``key`` in as the most recent entry, dropping the oldest beyond ``capacity``."""
     cache[key] = value
-    if len(cache) > _CACHE_ENTRIES:
+    cache.move_to_end(key)
+    while len(cache) > capacity:
         cache.popitem(last=False)
 
 
