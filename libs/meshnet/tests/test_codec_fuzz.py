@@ -207,3 +207,22 @@ def test_grpc_proof_accepts_only_the_right_mac_within_the_age_limit(seconds: int
     else:
         with pytest.raises(meshnet.HandshakeError, match="old"):
             verify_grpc_proof(good, secret, fp, now=now, max_age=300.0)
+
+
+def test_feed_into_hands_out_the_frames_before_a_bad_header_and_progress_tracks_a_cut_frame() -> None:
+    decoder = meshnet.FrameDecoder(100)
+    out: list[bytes] = []
+    with pytest.raises(meshnet.FrameTooLargeError):
+        decoder.feed_into(meshnet.encode_frame(b"ok", 100) + (101).to_bytes(4, "big"), out)
+    assert out == [b"ok"]
+    assert decoder.delivered == 2
+
+    big = meshnet.FrameDecoder(1 << 20)
+    wire = meshnet.encode_frame(b"z" * 40_000, 1 << 20)
+    assert big.progress is None
+    big.feed(wire[:2])
+    assert big.progress == (2, 4)  # inside the header
+    big.feed(wire[2:20_004])
+    assert big.progress == (20_000, 40_000)  # inside a gathered payload
+    assert big.feed(wire[20_004:]) == [b"z" * 40_000]
+    assert big.progress is None
