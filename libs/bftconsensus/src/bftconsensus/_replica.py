@@ -276,6 +276,7 @@ class Replica(ReplicaCore):
         best = max((vc for vc, _ in checked), key=lambda vc: vc.stable_seq)
         self.next_seq = max(max_s, self.stable_seq, best.stable_seq) + 1
         self.assigned = set()
+        self.returning.clear()  # whom a former primary answered says nothing about this view
         for _, pp in opened:
             for r in pp.requests:
                 req = parse_request(r, self.members, self.limits)

@@ -92,6 +92,8 @@ class ReplicaCore(RequestIntake):
         self.overdue: set[str] = set()  # clients whose pending request came again (retransmitted)
         self.assigned: set[tuple[str, int]] = set()
         self.client_table: dict[str, tuple[int, bytes]] = {}
+        self.returning: set[str] = set()
+        self._holding = False
         self.checkpoints: dict[int, dict[bytes, dict[str, pb.Signed]]] = {}
         self.snapshots: dict[int, bytes] = {}
         self.view_changes: dict[
@@ -205,6 +207,8 @@ class ReplicaCore(RequestIntake):
             if self._waiting():
                 return self._start_view_change(self.view + 1)
             return []
+        if tag == "batch":
+            return self._on_batch_timer()
         if tag == "state":
             self._state_wanted = False
             # Ask again while a stable checkpoint is still ahead of execution: the first request
@@ -347,6 +351,7 @@ class ReplicaCore(RequestIntake):
 
     def _execute(self, seq: int, pp: pb.PrePrepare) -> list[Action]:
         actions: list[Action] = []
+        expect_back = self.is_primary and len(pp.requests) > 1 and self.config.batch_delay > 0
         for env in pp.requests:
             req = parse_request(env, self.members, self.limits)
             done = self.client_table.get(req.client)
@@ -362,6 +367,8 @@ class ReplicaCore(RequestIntake):
             held = self.pending.get(req.client)
             if held is not None and held[0] <= req.timestamp:
                 self._drop_pending(req.client)
+                if expect_back:
+                    self.returning.add(req.client)
             self.executed_requests.append((seq, req.client, req.timestamp, req.operation))
             self.requests_executed += 1
             if self.config.reply_all or self._replies_first(req.client, req.timestamp):

@@ -41,6 +41,7 @@ _CONFIG_FIELDS = {
     "watermark_window",
     "batch_size",
     "max_inflight",
+    "batch_delay",
     "view_change_timeout",
     "state_retry",
     "sign_all_messages",

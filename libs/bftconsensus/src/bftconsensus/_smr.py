@@ -88,6 +88,9 @@ class ReplicaConfig:
     watermark_window: int = 256  # L = 2 x checkpoint interval, as in PBFT
     batch_size: int = 64
     max_inflight: int = 1  # batches in flight: more pipelines, fewer lets batches grow under load
+    # Longest the primary holds a part-filled batch back while the clients it just answered are
+    # expected to send their next request (see RequestIntake._expecting_more); 0 never holds.
+    batch_delay: float = 0.002
     view_change_timeout: float = 2.0
     state_retry: float = 1.0
     history_limit: int = 100_000  # executed (seq, digest) pairs kept for inspection
@@ -117,3 +120,8 @@ class ReplicaConfig:
         for name in ("view_change_timeout", "state_retry"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"ReplicaConfig.{name} must be > 0 seconds, got {getattr(self, name)!r}")
+        if not 0 <= self.batch_delay < self.view_change_timeout:
+            raise ConfigError(
+                f"ReplicaConfig.batch_delay must be >= 0 and below view_change_timeout "
+                f"({self.view_change_timeout} s), got {self.batch_delay!r}"
+            )
