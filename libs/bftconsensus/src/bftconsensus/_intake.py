@@ -73,6 +73,10 @@ class RequestIntake(abc.ABC):
 
     # ------------------------------------------------------------------ requests
     def _on_request(self, src: str, env: pb.Signed) -> list[Action]:
+        # A backup takes a request from the client's own authenticated link as it is. The
+        # primary checks the signature at once: it must before proposing (see _next_batch), and
+        # doing it on arrival, while the batch in flight gathers votes or a batch is held back
+        # to fill (_expecting_more), keeps the check off the moment the next batch leaves.
         if self.links.speaks_for(src, env.signer) and not self.is_primary:
             req = open_unsigned(env, pb.ClientRequest, self.limits)
         else:
@@ -156,7 +160,7 @@ class RequestIntake(abc.ABC):
         batches (about 11 requests per batch with 32 clients), and every batch costs the same
         signatures and messages. Waiting (at most ``batch_delay``) until the clients of the
         batches just executed are back lets one batch carry them all: about 30 requests per
-        batch, 40% less CPU per operation over the cluster. Clients are expected back only
+        batch, about a third less CPU per operation over the cluster. Clients are expected back only
         after a batch of two or more (a lone client is never kept waiting for itself), and the
         timer's expiry forgets those that did not come.
         """
