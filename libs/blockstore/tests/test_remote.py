@@ -191,6 +191,31 @@ async def test_coalesced_reads_each_get_their_own_blocks_in_wire_order(tmp_path:
             await bad.wait()
 
 
+async def test_a_read_taken_keeps_nothing_of_the_reply_it_came_in(tmp_path: Path) -> None:
+    """The volume's sweeper holds each read's completion for op_timeout after it finished; a
+    completion that still held its view of the coalesced reply kept the whole reply alive that
+    long (the serving process grew to ~1 GB under 35k remote reads a second)."""
+    spec = blockstore.VolumeSpec(name="reads", size=2 * MiB, chunk_size=MiB, replicas=1)
+    async with (
+        serve_storage_node(tmp_path / "n0") as node,
+        RemoteReplica("n0", "127.0.0.1", node.port, spec) as replica,
+    ):
+        await replica.ping()
+        replica.submit_write(0, b"A" * 8192, bytes(80), 0, 1)
+        reads = [replica.submit_read(0, 1), replica.submit_read(1, 1)]  # one READS request
+        taken = [r for r in reads if r is not None]
+        assert len(taken) == 2
+        with anyio.fail_after(5):
+            for r in taken:
+                await r.wait()
+        assert [len(r.payload) for r in taken] == [4096 + 40] * 2  # views into the one reply...
+        for r in taken:
+            data, _records = replica.read_result(r, 1)
+            assert data == b"A" * 4096
+            assert isinstance(data, bytes)
+            assert r.payload == b""  # ...let go once taken
+
+
 async def test_begin_read_answers_from_a_remote_replica_and_hands_failures_back(tmp_path: Path) -> None:
     spec = blockstore.VolumeSpec(name="reads", size=2 * MiB, chunk_size=MiB, replicas=3)
     async with three_nodes(tmp_path, spec, None) as replicas, blockstore.Volume(spec, replicas) as vol:

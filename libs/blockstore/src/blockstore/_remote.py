@@ -98,6 +98,7 @@ class _ReadBatch:
                 for slot, size in slots:
                     slot.payload = view[at : at + size]
                     at += size
+            self.call.payload = b""  # the slots' views hold the reply while they need it
         for slot, _size in slots:
             slot.set(error)
 
@@ -349,7 +350,11 @@ class RemoteReplica:
         """Data and records of a finished :meth:`submit_read` (raises its error, if any)."""
         if call.error is not None:
             raise call.error
-        return self._split(call.payload, count)
+        payload, call.payload = call.payload, b""
+        # The payload is a view into the whole READS reply it came in; the volume's sweeper keeps
+        # the call for op_timeout after it finished, and each view it kept alive held that reply
+        # (~260 KiB for 64 reads) in memory: ~1 GB at 35k remote reads a second.
+        return self._split(payload, count)
 
     async def flush(self) -> None:
         await self._call(Op.FLUSH)
