@@ -16,6 +16,7 @@ import meshnet
 from blockstore._chunkstore import ChunkImage
 from blockstore._node import serve_storage_node
 from blockstore._remote import RemoteReplica
+from meshnet.testhosts import DelayRelay
 
 pytestmark = pytest.mark.anyio
 MiB = 1 << 20
@@ -214,6 +215,37 @@ async def test_a_read_taken_keeps_nothing_of_the_reply_it_came_in(tmp_path: Path
             assert data == b"A" * 4096
             assert isinstance(data, bytes)
             assert r.payload == b""  # ...let go once taken
+
+
+async def test_a_remote_read_nobody_answers_times_out_and_takes_the_replica_out(tmp_path: Path) -> None:
+    """Reads coalesced into one READS request are timed out together, through the request."""
+    spec = blockstore.VolumeSpec(
+        name="silent", size=2 * MiB, chunk_size=MiB, replicas=1, policy=blockstore.WritePolicy(min_replicas=1)
+    )
+    async with (
+        serve_storage_node(tmp_path / "n0") as node,
+        DelayRelay(("127.0.0.1", node.port), 0.0) as link,
+        RemoteReplica("n0", "127.0.0.1", link.port, spec) as replica,
+        blockstore.Volume(spec, {"n0": replica}, op_timeout=0.3, probe_interval=60) as vol,
+    ):
+        await vol.write(0, b"x" * 8192)
+        link.delay = 30.0  # the link stalls: nothing the node sends arrives within op_timeout
+        pending = [vol.begin_read(0, 4096), vol.begin_read(4096, 4096)]  # one READS request
+        answered = anyio.Event()
+        left = [len(pending)]
+
+        def one_done() -> None:
+            left[0] -= 1
+            if not left[0]:
+                answered.set()
+
+        for p in pending:
+            assert p is not None
+            p.add_done_callback(one_done)
+        with anyio.fail_after(5):  # the sweeper fires between 0.3 and 0.34 s
+            await answered.wait()
+        assert [p.result() for p in pending if p is not None] == [None, None]  # handed back...
+        assert vol.health()["n0"] == "down"  # ...with the silent replica out of the set
 
 
 async def test_begin_read_answers_from_a_remote_replica_and_hands_failures_back(tmp_path: Path) -> None:

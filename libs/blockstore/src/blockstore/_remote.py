@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -320,11 +321,15 @@ class RemoteReplica:
     async def read(self, first_block: int, count: int) -> tuple[bytes, bytes]:
         return self._split(await self._call(Op.READ, (first_block, count)), count)
 
-    def submit_read(self, first_block: int, count: int) -> RemoteCall | None:
+    def submit_read(
+        self, first_block: int, count: int, on_batch: Callable[[RemoteCall], None] | None = None
+    ) -> RemoteCall | None:
         """Queue a read without yielding (None while disconnected: :meth:`read` reconnects).
 
         Reads submitted before this replica's writer runs are coalesced into one READS request
-        (one frame, one reply split among them); the volume times each out with its sweeper.
+        (one frame, one reply split among them). When this read opens a new request,
+        ``on_batch`` is called with the request's completion: failing it (a timeout, say) fails
+        every read in it, so the volume's sweeper tracks one entry per request, not per read.
         """
         if not self._connected or self._send is None:
             return None
@@ -340,6 +345,8 @@ class RemoteReplica:
             batch = self._read_batch = _ReadBatch(call, self._register(call))
             call.add_done_callback(batch.complete)
             self._send.send_nowait(batch)  # its place in the wire order; encoded when sent
+            if on_batch is not None:
+                on_batch(call)
         slot = RemoteCall()
         batch.heads.append(READ_ENTRY.pack(first_block, count))
         batch.slots.append((slot, size))
