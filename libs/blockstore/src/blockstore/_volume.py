@@ -108,7 +108,10 @@ class Volume:
         self._bpc = spec.blocks_per_chunk
         self._rebuilt = anyio.Event()
         self._deadlines = Deadlines(op_timeout)
-        self._read_timers: dict[str, Callable[[Completion], None]] = {}
+        # Per node, what puts a READS request to it under the sweeper (see begin_read).
+        self._read_timers: dict[str, Callable[[Completion], None]] = {
+            n: functools.partial(self._time_out_read, n) for n in self._replicas
+        }
         # Replicas in this process: their submissions complete synchronously (see read_now).
         self._local_targets = frozenset(n for n, r in self._replicas.items() if isinstance(r, LocalReplica))
 
@@ -431,24 +434,15 @@ class Volume:
         replica = self._replicas[node_id]
         if not isinstance(replica, RemoteReplica):
             return None
-        call = replica.submit_read(first, count, self._read_timer(node_id))
+        call = replica.submit_read(first, count, self._read_timers[node_id])
         if call is None:
             return None
         return PendingRead(self, call, node_id, first, count, offset - first * bs, length)
 
-    def _read_timer(self, node_id: str) -> Callable[[Completion], None]:
-        """What times out a READS request to ``node_id``: the sweeper, cheaper than a cancel
-        scope per read, with one entry per request (it fails the request's reads together)."""
-        found = self._read_timers.get(node_id)
-        if found is not None:
-            return found
-        deadlines = self._deadlines
-
-        def time_out(call: Completion) -> None:
-            deadlines.add(functools.partial(_expire, call, node_id))
-
-        self._read_timers[node_id] = time_out
-        return time_out
+    def _time_out_read(self, node_id: str, call: Completion) -> None:
+        """Put a READS request to ``node_id`` under the sweeper: cheaper than a cancel scope per
+        read, and one entry per request (expiring it fails the request's reads together)."""
+        self._deadlines.add(functools.partial(_expire, call, node_id))
 
     def read_now(self, offset: int, length: int) -> bytes | None:
         """The read served without yielding, or None: then call :meth:`read` (which does it all).
@@ -530,7 +524,7 @@ class Volume:
             if isinstance(replica, LocalReplica):  # in-process: cannot hang, skip the timeout scope
                 data, records = await replica.read(first, count)
             elif isinstance(replica, RemoteReplica) and (
-                call := replica.submit_read(first, count, self._read_timer(node_id))
+                call := replica.submit_read(first, count, self._read_timers[node_id])
             ):
                 await call.wait()
                 data, records = replica.read_result(call, count)
