@@ -160,11 +160,11 @@ class RequestIntake(abc.ABC):
         batches (about 11 requests per batch with 32 clients), and every batch costs the same
         signatures and messages. Waiting (at most ``batch_delay``) until the clients of the
         batches just executed are back lets one batch carry them all: about 30 requests per
-        batch, about a third less CPU per operation over the cluster. Clients are expected back only
-        after a batch of two or more (a lone client is never kept waiting for itself), and the
-        timer's expiry forgets those that did not come.
+        batch, about a third less CPU per operation over the cluster. Clients are expected back
+        only after a batch of two or more (a lone client is never kept waiting for itself), and
+        the timer's expiry forgets those that did not come.
         """
-        if not self.returning or self.config.batch_delay <= 0 or self.reconfig_at:
+        if not self.returning or self.reconfig_at:  # empty when batch_delay is 0 (see _execute)
             return False
         unassigned = sum(
             1 for client, (ts, _env) in self.pending.items() if (client, ts) not in self.assigned
