@@ -65,6 +65,7 @@ def test_a_backup_without_the_clients_copy_checks_the_signature(world, keys) -> 
     genuine = _request(world["client"], 1, b"put k v")
     out = backup.receive("e0", _pre_prepare(world["e0"], [genuine]))
     assert _kinds(out).count(int(Kind.PREPARE)) == len(MEMBERS) - 1
+    assert 1 in backup.log  # where an accepted pre-prepare's slot state is kept
 
 
 def test_a_copy_relayed_by_another_node_is_not_the_clients_own(world, keys) -> None:
