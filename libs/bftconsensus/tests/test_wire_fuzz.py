@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 
 import bftconsensus as b
 from bftconsensus import _messages as pb
+from bftconsensus._client import read_reply
 from bftconsensus._crypto import signing_payload
 from bftconsensus._wire import _BODY, Kind, open_signed, seal
 
@@ -50,6 +51,33 @@ def test_cores_drop_arbitrary_input(world, keys, functions, data: bytes) -> None
     run = b.QuorumRun(world["coord"], keys, op, [("e0", 1), ("e1", 1), ("e2", 1)], b"beacon")
     run.start(0.0)
     assert run.receive("e0", data, 0.1) == []
+
+
+@FUZZ
+@given(st.binary(max_size=400))
+def test_a_client_connection_reads_any_bytes_as_a_reply_or_nothing(data: bytes) -> None:
+    parsed = read_reply(data)  # what ClusterClient runs on every frame of a replica's stream
+    if parsed is not None:
+        env, reply = parsed
+        assert env.kind == int(Kind.REPLY)
+        assert isinstance(reply, pb.Reply)
+
+
+def test_a_read_reply_counts_at_its_client_as_the_frame_would(world, keys) -> None:
+    client = b.Client(world["client"], keys, ["e0", "e1", "e2", "e3"])
+    client.submit(b"get x")
+    for src in ("e0", "e1"):
+        reply = pb.Reply(view=0, timestamp=1, client=world["client"].node_id, replica=src, result=b"v")
+        frame = bytes(pb.Signed(kind=int(Kind.REPLY), body=bytes(reply), signer=src))
+        parsed = read_reply(frame)
+        assert parsed is not None
+        client.take_reply("e2", *parsed)  # arrived on another replica's link: not counted
+        assert client.busy
+        client.take_reply(src, *parsed)
+    assert not client.busy
+    assert client.result == b"v"
+    request = seal(world["client"], Kind.CLIENT_REQUEST, pb.ClientRequest(world["client"].node_id, 1, b""))
+    assert read_reply(bytes(request)) is None  # not a reply
 
 
 @FUZZ

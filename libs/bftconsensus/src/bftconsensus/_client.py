@@ -15,13 +15,13 @@ from bftconsensus._wire import (
     DEFAULT_LIMITS,
     Kind,
     WireLimits,
-    decode_frame,
+    decode_uncached,
     open_signed,
-    open_unsigned,
+    open_uncached,
     seal,
 )
 
-__all__ = ["Client", "reply_addressee"]
+__all__ = ["Client", "read_reply"]
 
 
 class Client:
@@ -117,18 +117,26 @@ class Client:
     def receive(self, src: str, frame: bytes) -> list[Action]:
         if self._frame is None:
             return []
-        try:
-            env = decode_frame(frame, self.limits)
-            if env.signer != src or src not in self.replicas:
-                return []
-            if env.signature or self.require_signed_replies:
+        parsed = read_reply(frame, self.limits)
+        if parsed is not None:
+            self.take_reply(src, *parsed)
+        return []
+
+    def take_reply(self, src: str, env: pb.Signed, reply: pb.Reply) -> None:
+        """Count a reply already decoded by `read_reply` (what ``receive`` does with a frame).
+
+        A driver that reads one connection for many clients decodes each reply once to find its
+        client, then hands it over here instead of the frame.
+        """
+        if self._frame is None or env.signer != src or src not in self.replicas:
+            return
+        if env.signature or self.require_signed_replies:
+            try:
                 reply = open_signed(self.keys, env, pb.Reply, self.limits)
-            else:
-                reply = open_unsigned(env, pb.Reply, self.limits)
-        except DecodeError:
-            return []
+            except DecodeError:
+                return
         if reply.client != self.signer.node_id or reply.timestamp != self.timestamp or reply.replica != src:
-            return []
+            return
         who = self._replies.setdefault(reply.result, {})
         who[src] = reply.view
         if len(who) >= self.f + 1:
@@ -137,7 +145,6 @@ class Client:
             self.result = reply.result
             self.completed.append((self.timestamp, reply.result))
             self._frame = None
-        return []
 
     def timer(self, tag: str) -> list[Action]:
         if tag == "retransmit" and self._frame is not None:
@@ -145,16 +152,17 @@ class Client:
         return []
 
 
-def reply_addressee(frame: bytes, limits: WireLimits = DEFAULT_LIMITS) -> str | None:
-    """The client a reply frame is addressed to (unverified; the client core checks the rest).
+def read_reply(frame: bytes, limits: WireLimits = DEFAULT_LIMITS) -> tuple[pb.Signed, pb.Reply] | None:
+    """A reply frame's envelope and body (signature unchecked), None for anything else.
 
-    Lets one connection carry the replies of many clients; None for anything that is not a
-    well-formed reply.
+    Decoded once and kept out of the replica-side caches of `decode_frame`: a client meets each
+    reply once, and one connection may carry the replies of many clients, so the driver reads
+    the addressee from the body and hands both to that client's `Client.take_reply`.
     """
     try:
-        env = decode_frame(frame, limits)
+        env = decode_uncached(frame, limits)
         if env.kind != int(Kind.REPLY):
             return None
-        return open_unsigned(env, pb.Reply, limits).client
+        return env, open_uncached(env, pb.Reply, limits)
     except DecodeError:
         return None

@@ -21,7 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 import obs
 from bftconsensus._actions import Action, CancelTimer, Send, SetTimer
-from bftconsensus._client import Client, reply_addressee
+from bftconsensus._client import Client, read_reply
 from bftconsensus._deadlines import Deadlines
 from bftconsensus._errors import BftConsensusError, DecodeError
 from bftconsensus._metrics import ReplicaMetrics
@@ -291,10 +291,13 @@ class ClusterClient:
             await anyio.sleep(0.1)
 
     def _on_reply(self, node: str, frame: bytes) -> None:
-        target = reply_addressee(frame, self.client.limits)
-        core = self.clients.get(target) if target is not None else None
-        if core is not None:
-            self._apply(core, core.receive(node, frame))
+        parsed = read_reply(frame, self.client.limits)
+        if parsed is None:
+            return
+        core = self.clients.get(parsed[1].client)
+        if core is not None and core.busy:
+            core.take_reply(node, *parsed)
+            self._apply(core, [])
 
     async def wait_connected(self, count: int | None = None) -> None:
         """Wait until streams to ``count`` replicas (default: all) are up (bound it with fail_after)."""

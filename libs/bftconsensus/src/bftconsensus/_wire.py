@@ -21,8 +21,10 @@ __all__ = [
     "WireLimits",
     "seal",
     "decode_frame",
+    "decode_uncached",
     "open_signed",
     "open_unsigned",
+    "open_uncached",
     "DEFAULT_LIMITS",
 ]
 
@@ -68,6 +70,9 @@ _BODY: dict[Kind, type[pb.Message]] = {
     Kind.STATE_REQUEST: pb.StateRequest,
     Kind.STATE_RESPONSE: pb.StateResponse,
 }
+
+
+_KINDS = frozenset(int(k) for k in Kind)
 
 
 M = TypeVar("M", bound=pb.Message)
@@ -118,15 +123,17 @@ def decode_frame(data: bytes, limits: WireLimits = DEFAULT_LIMITS) -> pb.Signed:
         hit = _frames.get((data, limits))
         if hit is not None:
             return hit
-    env = _parse(pb.Signed, data, limits, "frame")
-    try:
-        Kind(env.kind)
-    except ValueError:
-        raise DecodeError(
-            f"frame kind {env.kind} is unknown; valid kinds are {[int(k) for k in Kind]}"
-        ) from None
+    env = decode_uncached(data, limits)
     if small:
         _remember(_frames, (data, limits), env)
+    return env
+
+
+def decode_uncached(data: bytes, limits: WireLimits = DEFAULT_LIMITS) -> pb.Signed:
+    """`decode_frame` without its cache: for frames met once (a client's replies)."""
+    env = _parse(pb.Signed, data, limits, "frame")
+    if env.kind not in _KINDS:
+        raise DecodeError(f"frame kind {env.kind} is unknown; valid kinds are {sorted(_KINDS)}")
     return env
 
 
@@ -149,6 +156,11 @@ def open_unsigned(env: pb.Signed, expected: type[M], limits: WireLimits = DEFAUL
     kind = _kind_of(env, expected)
     # a replica meets a request direct, in a batch and at execution: decoded once
     return _open((kind, env.body, limits), kind, env, expected, limits, None)
+
+
+def open_uncached(env: pb.Signed, expected: type[M], limits: WireLimits = DEFAULT_LIMITS) -> M:
+    """`open_unsigned` without its cache: for a message met once (a reply at its client)."""
+    return _parse(expected, env.body, limits, _kind_of(env, expected).name.lower())
 
 
 def _kind_of(env: pb.Signed, expected: type[M]) -> Kind:
