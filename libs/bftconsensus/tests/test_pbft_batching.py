@@ -1,6 +1,7 @@
-"""How the primary fills batches: it holds a part-filled batch back (at most ``batch_delay``) for
-the clients it just answered, so that one batch carries them all instead of each group of clients
-waiting for the others' batches; a lone client is never kept waiting.
+"""How the primary fills batches: it holds a part-filled batch back for the clients it just
+answered (until none came for ``batch_delay``, at most HOLD_LIMIT times that in all), so that one
+batch carries them all instead of each group of clients waiting for the others' batches; a lone
+client is never kept waiting.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _batches(actions: list[b.Action]) -> list[list[str]]:
 
 
 def _timers(actions: list[b.Action]) -> list[b.Action]:
-    return [a for a in actions if isinstance(a, b.SetTimer | b.CancelTimer) and a.tag == "batch"]
+    return [a for a in actions if isinstance(a, b.SetTimer | b.CancelTimer) and a.tag.startswith("batch")]
 
 
 def _two_clients_answered_together(c: _Cluster) -> None:
@@ -83,23 +84,25 @@ def test_the_primary_holds_a_batch_for_the_clients_it_just_answered(cluster: _Cl
     assert cluster.replicas["e0"].returning == {"cb", "cc"}  # answered by a batch of two
     out = cluster.request("ca", 2)  # cb and cc were answered by a batch of two: expected back
     assert _batches(out) == []
-    assert _timers(out) == [b.SetTimer("batch", 0.002)]
+    assert _timers(out) == [b.SetTimer("batch-limit", 4 * 0.002), b.SetTimer("batch", 0.002)]
     out = cluster.request("cb", 2)
-    assert _batches(out) == []  # still holding for cc...
-    assert _timers(out) == []  # ...whose timer is already set
+    assert _batches(out) == []  # still holding for cc, for batch_delay from now: the gap re-armed,
+    assert _timers(out) == [b.SetTimer("batch", 0.002)]  # the limit left as it was
     out = cluster.request("cc", 2)  # everyone expected is back: one batch for the three
     assert _batches(out) == [["ca", "cb", "cc"]]
-    assert b.CancelTimer("batch") in out
+    assert _timers(out) == [b.CancelTimer("batch"), b.CancelTimer("batch-limit")]
     cluster.settle()
     assert cluster.replicas["e3"].last_executed == 3
 
 
-def test_the_batch_timer_sends_what_came_when_a_client_does_not(cluster: _Cluster) -> None:
+@pytest.mark.parametrize("tag", ["batch", "batch-limit"])
+def test_either_batch_timer_sends_what_came_when_a_client_does_not(cluster: _Cluster, tag: str) -> None:
     _two_clients_answered_together(cluster)
     cluster.request("ca", 2)
     cluster.request("cb", 2)
-    out = cluster.timer("batch")  # cc never sent again
+    out = cluster.timer(tag)  # cc never sent again (or too late: the limit)
     assert _batches(out) == [["ca", "cb"]]
+    assert _timers(out) == [b.CancelTimer("batch"), b.CancelTimer("batch-limit")]
     assert cluster.replicas["e0"].returning == set()  # cc is no longer expected
     cluster.settle()
     assert cluster.replicas["e2"].last_executed == 3
@@ -123,7 +126,8 @@ def test_a_batch_delay_of_zero_never_holds(world: dict[str, b.Ed25519Signer], ke
     assert _timers(out) == []
 
 
-@pytest.mark.parametrize("delay", [-0.001, 2.0, float("nan")])
-def test_batch_delay_must_be_below_the_view_change_timeout(delay: float) -> None:
+@pytest.mark.parametrize("delay", [-0.001, 0.5, 2.0, float("nan")])
+def test_the_longest_hold_must_be_below_the_view_change_timeout(delay: float) -> None:
     with pytest.raises(b.ConfigError, match="batch_delay"):
-        b.ReplicaConfig(MEMBERS, batch_delay=delay)
+        b.ReplicaConfig(MEMBERS, batch_delay=delay)  # view_change_timeout 2 s: 4 x 0.5 is too long
+    assert b.ReplicaConfig(MEMBERS, batch_delay=0.49).batch_delay == 0.49

@@ -207,7 +207,7 @@ class ReplicaCore(RequestIntake):
             if self._waiting():
                 return self._start_view_change(self.view + 1)
             return []
-        if tag == "batch":
+        if tag in ("batch", "batch-limit"):
             return self._on_batch_timer()
         if tag == "state":
             self._state_wanted = False

@@ -79,6 +79,11 @@ def _members(value: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(value)
 
 
+HOLD_LIMIT = 4
+"""A batch held back for returning clients leaves at the latest this many ``batch_delay`` after
+it began to wait (see ``ReplicaConfig.batch_delay``)."""
+
+
 @attrs.frozen
 class ReplicaConfig:
     """PBFT parameters; defaults and their sources are in docs/bftconsensus.md."""
@@ -88,8 +93,9 @@ class ReplicaConfig:
     watermark_window: int = 256  # L = 2 x checkpoint interval, as in PBFT
     batch_size: int = 64
     max_inflight: int = 1  # batches in flight: more pipelines, fewer lets batches grow under load
-    # Longest the primary holds a part-filled batch back while the clients it just answered are
-    # expected to send their next request (see RequestIntake._expecting_more); 0 never holds.
+    # While the clients it just answered are expected to send their next request, the primary
+    # holds a part-filled batch back until none came for this long, and at most HOLD_LIMIT times
+    # this in all (see RequestIntake._expecting_more); 0 never holds.
     batch_delay: float = 0.002
     view_change_timeout: float = 2.0
     state_retry: float = 1.0
@@ -120,8 +126,8 @@ class ReplicaConfig:
         for name in ("view_change_timeout", "state_retry"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"ReplicaConfig.{name} must be > 0 seconds, got {getattr(self, name)!r}")
-        if not 0 <= self.batch_delay < self.view_change_timeout:
+        if not 0 <= self.batch_delay * HOLD_LIMIT < self.view_change_timeout:
             raise ConfigError(
-                f"ReplicaConfig.batch_delay must be >= 0 and below view_change_timeout "
-                f"({self.view_change_timeout} s), got {self.batch_delay!r}"
+                f"ReplicaConfig.batch_delay must be >= 0 and, times {HOLD_LIMIT} (the longest a batch "
+                f"is held), below view_change_timeout ({self.view_change_timeout} s), got {self.batch_delay!r}"
             )
