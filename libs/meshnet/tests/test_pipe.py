@@ -190,3 +190,38 @@ async def test_real_connections_use_the_pipe_and_carry_every_frame_size(
             got = [await stream.receive() for _ in frames]
     assert server_pipes == [True]
     assert got == frames
+
+
+async def test_send_now_writes_at_once_or_leaves_the_frames_to_send_many(
+    net_a: meshnet.NetworkIdentity, member: Any
+) -> None:
+    received: list[bytes] = []
+    done = anyio.Event()
+
+    async def collect(stream: meshnet.FramedStream) -> None:
+        async for frame in stream:
+            received.append(frame)
+            if frame == b"last":
+                done.set()
+
+    async with (
+        meshnet.MeshServer(member(net_a), collect) as server,
+        await meshnet.connect(member(net_a), "127.0.0.1", server.port) as stream,
+    ):
+        assert stream.send_now([b"a", b"b"])  # nothing under way: written before it returns
+        await stream._send_lock.acquire()  # a send_many in progress holds the lock
+        assert not stream.send_now([b"never"])  # so nothing is written around it
+        stream._send_lock.release()
+        assert stream._pipe is not None
+        stream._pipe.pause_writing()  # the socket's buffer is full
+        assert not stream.send_now([b"never"])
+        stream._pipe.resume_writing()
+        with pytest.raises(meshnet.FrameTooLargeError):
+            stream.send_now([bytes(stream.max_frame_size + 1)])
+        assert stream.send_now([b"c"])
+        await stream.send_many([b"last"])
+        with anyio.fail_after(10):
+            await done.wait()
+        await stream.aclose()
+        assert not stream.send_now([b"never"])  # closed: send_many reports it
+    assert received == [b"a", b"b", b"c", b"last"]

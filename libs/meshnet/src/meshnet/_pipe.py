@@ -203,6 +203,16 @@ class TlsPipe(asyncio.Protocol):
         else:
             await anyio.lowlevel.cancel_shielded_checkpoint()
 
+    def write_now(self, pieces: list[bytes]) -> bool:
+        """`write` without waiting: False, writing nothing, while the socket's buffer is full or
+        the connection is closing (then `write` waits or reports it)."""
+        if self._drained is not None or self._transport.is_closing():
+            return False
+        for piece in pieces:
+            self._session.write(piece)
+        self._transport.write(self._outgoing.read())
+        return True
+
     def close(self) -> None:
         self._end()
         self._transport.close()

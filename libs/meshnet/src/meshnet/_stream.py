@@ -54,6 +54,10 @@ class _Mutex:
                 self._waiters.remove(handed)
             raise
 
+    @property
+    def held(self) -> bool:
+        return self._held
+
     def release(self) -> None:
         if self._waiters:
             self._waiters.popleft().set()  # still held, now by the first waiter
@@ -121,6 +125,27 @@ class FramedStream:
         The receiver sees exactly the frames of as many `send` calls. For a sender with a queue of
         small messages for one peer, this is what keeps per-message cost low under load.
         """
+        await self._write(self._pieces(frames))
+
+    def send_now(self, frames: Sequence[bytes]) -> bool:
+        """Send ``frames`` without waiting if the stream can take them at once, as `send_many` would.
+
+        It can when no other send is under way, the socket's buffer has room and the connection
+        runs on meshnet's asyncio data path. Otherwise it returns False and sends nothing: use
+        `send_many` (which also reports a closed connection). Lets a sender that produces frames
+        in bursts write each group as it completes instead of all of them at the end of the event
+        loop's turn, so the receiver starts on the first while the rest are produced.
+        """
+        if self._pipe is None or self._send_lock.held or self._closed:
+            return False
+        pieces = self._pieces(frames)
+        try:
+            return self._pipe.write_now(pieces)
+        except (ssl.SSLError, OSError):  # the session or socket broke: send_many reports it
+            return False
+
+    def _pieces(self, frames: Sequence[bytes]) -> list[bytes]:
+        """Headers and payloads packed into few buffers; `FrameTooLargeError` for an oversized frame."""
         for data in frames:
             if len(data) > self.max_frame_size:
                 raise FrameTooLargeError(
@@ -142,7 +167,7 @@ class FramedStream:
                     batch.clear()
         if batch:
             pieces.append(bytes(batch))
-        await self._write(pieces)
+        return pieces
 
     async def _write(self, pieces: list[bytes]) -> None:
         await self._send_lock.acquire()
