@@ -12,12 +12,14 @@ from bftconsensus._crypto import KeyDirectory, Signer
 from bftconsensus._errors import BftConsensusError, ConfigError, DecodeError
 from bftconsensus._macs import authenticator, derive_key
 from bftconsensus._wire import (
+    BATCH_OVERHEAD,
     DEFAULT_LIMITS,
     Kind,
     WireLimits,
     decode_uncached,
     open_signed,
     open_uncached,
+    request_bytes,
     seal,
 )
 
@@ -84,14 +86,23 @@ class Client:
             raise BftConsensusError(
                 f"client {self.signer.node_id!r} already has request {self.timestamp} outstanding"
             )
-        self.timestamp += 1
-        self.result = None
-        self._replies = {}
+        timestamp = self.timestamp + 1
         env = seal(
-            self.signer, Kind.CLIENT_REQUEST, pb.ClientRequest(self.signer.node_id, self.timestamp, operation)
+            self.signer, Kind.CLIENT_REQUEST, pb.ClientRequest(self.signer.node_id, timestamp, operation)
         )
         env.macs = authenticator(self._mac_keys, env.kind, env.signer, env.body)
-        self._frame = bytes(env)
+        frame = bytes(env)
+        room = self.limits.max_frame_bytes - BATCH_OVERHEAD
+        if request_bytes(env) > room:  # no pre-prepare could carry it: it would never complete
+            raise BftConsensusError(
+                f"an operation of {len(operation)} bytes makes a {len(frame)}-byte request; a batch "
+                f"carries at most {room} (WireLimits.max_frame_bytes {self.limits.max_frame_bytes} less "
+                f"{BATCH_OVERHEAD} for the pre-prepare)"
+            )
+        self.timestamp = timestamp
+        self.result = None
+        self._replies = {}
+        self._frame = frame
         primary = primary_of(self.replicas, self.view)
         return [Send(primary, self._frame), SetTimer("retransmit", self.retransmit)]
 

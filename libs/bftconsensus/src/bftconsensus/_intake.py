@@ -22,7 +22,15 @@ from bftconsensus._errors import DecodeError
 from bftconsensus._links import ClientLinks
 from bftconsensus._macs import tag_matches
 from bftconsensus._smr import HOLD_LIMIT, ReplicaConfig
-from bftconsensus._wire import Kind, WireLimits, open_signed, open_unsigned, seal
+from bftconsensus._wire import (
+    BATCH_OVERHEAD,
+    Kind,
+    WireLimits,
+    open_signed,
+    open_unsigned,
+    request_bytes,
+    seal,
+)
 
 __all__ = ["RequestIntake"]
 
@@ -182,23 +190,35 @@ class RequestIntake(abc.ABC):
         return [CancelTimer("batch"), CancelTimer("batch-limit"), *self._propose()]
 
     def _next_batch(self) -> list[pb.Signed]:
-        """Up to ``batch_size`` pending requests not yet ordered, each with a valid signature.
+        """Up to ``batch_size`` pending requests not yet ordered, each with a valid signature,
+        whose pre-prepare fits in a frame.
 
         The signature is every backup's fallback when it holds no copy and the request's MAC tag
         for it fails, so the primary proposes only requests whose signature holds: a client that
-        signs badly and forges tags cannot stall a slot into a view change.
+        signs badly and forges tags cannot stall a slot into a view change. Nor can requests that
+        together make a pre-prepare larger than backups accept (``WireLimits.max_frame_bytes``):
+        the batch stops short of that, and a request too large for any batch is dropped (a
+        :class:`Client` with the same limits refuses to send one).
         """
         batch: list[pb.Signed] = []
+        room = self.limits.max_frame_bytes - BATCH_OVERHEAD
         for client, (ts, env) in sorted(self.pending.items()):
             if len(batch) == self.config.batch_size:
                 break
             if (client, ts) in self.assigned:
+                continue
+            size = request_bytes(env)
+            if size > room:
+                if batch:
+                    break  # the next batch takes it
+                self._drop_pending(client)  # no batch can
                 continue
             try:
                 open_signed(self.keys, env, pb.ClientRequest, self.limits)
             except DecodeError:
                 self._drop_pending(client)
                 continue
+            room -= size
             self.assigned.add((client, ts))
             batch.append(env)
         return batch

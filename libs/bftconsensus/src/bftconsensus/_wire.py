@@ -20,6 +20,8 @@ __all__ = [
     "Kind",
     "WireLimits",
     "seal",
+    "BATCH_OVERHEAD",
+    "request_bytes",
     "decode_frame",
     "decode_uncached",
     "open_signed",
@@ -73,6 +75,17 @@ _BODY: dict[Kind, type[pb.Message]] = {
 
 
 _KINDS = frozenset(int(k) for k in Kind)
+
+BATCH_OVERHEAD = 512
+"""Bytes a pre-prepare frame holds besides its requests, at most (its view, sequence number,
+digest and signed envelope, and each request's tag and length). A batch's requests must fit in
+``max_frame_bytes`` less this, or backups would refuse the pre-prepare, and so would every next
+primary; a request alone must too."""
+
+
+def request_bytes(env: pb.Signed) -> int:
+    """An upper bound on the bytes ``env`` takes in a pre-prepare, without encoding it."""
+    return len(env.body) + len(env.signer) + len(env.signature) + len(env.macs) + 32
 
 
 M = TypeVar("M", bound=pb.Message)
