@@ -40,7 +40,7 @@ class Client:
     replicas vouched for) and, when no reply came in time, to every replica, which then start
     their view-change timers. Each request is signed and carries a MAC authenticator (see
     :mod:`bftconsensus._macs`): a backup that gave the client's key (``link_frame(peer, replica)``)
-    accepts the request in the primary's batch on its tag, an HMAC, instead of an Ed25519
+    accepts the request in the primary's batch on its tag, a keyed BLAKE2b MAC, instead of an Ed25519
     verification; without a key or with a bad tag it checks the signature.
     """
 

@@ -17,7 +17,7 @@ class Signed(betterproto.Message):
     signature: bytes = betterproto.bytes_field(4)
     macs: bytes = betterproto.bytes_field(5)
     """
-    A client request's MAC authenticator: one 16-byte HMAC-SHA256 tag per replica, in the order
+    A client request's MAC authenticator: one 16-byte keyed-BLAKE2b tag per replica, in the order
      of the client's replica list, each under the key the client gave that replica in its
      ClientLink. Not covered by the signature; empty on every other message.
     """
