@@ -4,11 +4,16 @@ A replica re-arms its view-change timer after every executed batch and a client 
 request. A task and a cancel scope per timer (anyio formats the cancelled task's repr on every
 cancel) cost more than the work they guard; here setting or cancelling a timer is a dict write,
 and the one task wakes only when the earliest deadline moves earlier or comes due.
+
+Deadlines are read on ``time.monotonic``, not ``anyio.current_time``: only their differences
+reach anyio (as the time to sleep), and anyio's clock costs a backend lookup per call (~3% of a
+busy primary, which re-arms its batch timer at every request it holds a batch for).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 import anyio
@@ -27,7 +32,7 @@ class Deadlines:
 
     def set(self, name: str, delay: float) -> None:
         """Arm ``name`` to fire ``delay`` seconds from now (re-arming replaces the deadline)."""
-        when = anyio.current_time() + delay
+        when = time.monotonic() + delay
         self._due[name] = when
         if when < self._next:
             self._wake.set()
@@ -40,7 +45,7 @@ class Deadlines:
 
     async def run(self) -> None:
         while True:
-            now = anyio.current_time()
+            now = time.monotonic()
             for name in [n for n, when in self._due.items() if when <= now]:
                 del self._due[name]
                 self._fire(name)  # may set() again: the next deadline is computed after
@@ -49,5 +54,5 @@ class Deadlines:
             if self._next == math.inf:
                 await self._wake.wait()
             else:
-                with anyio.move_on_after(self._next - anyio.current_time()):
+                with anyio.move_on_after(self._next - time.monotonic()):
                     await self._wake.wait()
