@@ -325,6 +325,30 @@ def _compile(cls: type[Message]) -> None:
         ]
         if ftype == _BYTES:
             parse.append(f"            {assign(name)}buf[pos:stop])")
+        elif ftype == _STR:
+            parse += [
+                "            try:",
+                "                text = buf[pos:stop].decode('utf-8')",
+                "            except UnicodeDecodeError:",
+                f"                raise DecodeError({what + '.' + name + ' is not valid UTF-8'!r}) from None",
+                "            if len(text) > limits.max_string_chars:",
+                "                raise DecodeError(",
+                f"                    f'field {what}.{name} has {{len(text)}} chars, at most {{limits.max_string_chars}}'",
+                "                )",
+                f"            {assign(name)}text)",
+            ]
+        elif ftype == _RMSG:
+            env[f"SUB_{number}"] = sub
+            parse += [
+                f"            inner = SUB_{number}()",
+                "            inner._fill(buf, pos, stop, limits)",
+                f"            items = self.{name}",
+                "            if len(items) >= limits.max_repeated:",
+                "                raise DecodeError(",
+                f"                    f'field {what}.{name} repeats more than {{limits.max_repeated}} times'",
+                "                )",
+                "            items.append(inner)",
+            ]
         else:
             parse.append(f"            self._set_delimited(FIELD_{number}, buf, pos, stop, limits)")
         parse.append("            pos = stop")
