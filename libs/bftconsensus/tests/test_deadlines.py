@@ -68,3 +68,28 @@ async def test_a_timer_can_rearm_itself_from_its_callback() -> None:
         tg.cancel_scope.cancel()
     assert rec.fired == ["tick"] * 3
     assert not timers.pending("tick")
+
+
+async def test_a_timer_fired_first_can_cancel_or_rearm_others_due_in_the_same_pass() -> None:
+    """The primary's two batch timers can come due together; the first to fire cancels the other."""
+    fired: list[str] = []
+    c_fired = anyio.Event()
+
+    def fire(name: str) -> None:
+        fired.append(name)
+        if name == "a":
+            timers.cancel("b")
+            timers.set("c", 0.05)
+        if name == "c":
+            c_fired.set()
+
+    timers = Deadlines(fire)
+    timers.set("a", 0.0)
+    timers.set("b", 0.0)
+    timers.set("c", 0.0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(timers.run)  # one pass finds all three due: a fires first (set first)
+        with anyio.fail_after(5):
+            await c_fired.wait()
+        tg.cancel_scope.cancel()
+    assert fired == ["a", "c"]  # b was cancelled, c re-armed to later, each fired as it stood

@@ -47,8 +47,11 @@ class Deadlines:
         while True:
             now = time.monotonic()
             for name in [n for n, when in self._due.items() if when <= now]:
+                when = self._due.get(name)
+                if when is None or when > now:
+                    continue  # cancelled or re-armed by a timer that fired before it in this pass
                 del self._due[name]
-                self._fire(name)  # may set() again: the next deadline is computed after
+                self._fire(name)  # may set() or cancel() others: the next deadline is computed after
             self._next = min(self._due.values(), default=math.inf)
             self._wake = anyio.Event()
             if self._next == math.inf:
