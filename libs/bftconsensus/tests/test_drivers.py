@@ -64,3 +64,26 @@ async def test_many_clients_share_one_connection_per_replica_and_get_their_own_r
     for w, core in enumerate(cores):
         out = results[core.signer.node_id]
         assert out == [b"ok"] * OPS + [b"v%d-%d" % (w, OPS - 1)]
+
+
+class _FaultyTimers(b.Replica):
+    """A replica core with a bug in its timer handling (what such a bug must look like)."""
+
+    def timer(self, tag: str) -> list[b.Action]:
+        raise RuntimeError(f"bug in timer {tag!r}")
+
+
+async def test_a_crashing_core_stops_the_service_with_its_own_error() -> None:
+    net = NetworkIdentity.generate("drivers")
+    me = NodeIdentity.generate()
+    config = b.ReplicaConfig((me.node_id,))
+    replica = _FaultyTimers(me, {me.node_id: me.public_key}, config, b.KeyValueStore())
+    addresses = {me.node_id: ("127.0.0.1", free_port())}
+    with pytest.raises(BaseExceptionGroup) as caught:  # noqa: PT012 - the error comes from the body's wait
+        async with b.ReplicaService(
+            replica, net.credentials_for(me), addresses, port=addresses[me.node_id][1]
+        ) as s:
+            s._timers.set("view-change", 0.0)
+            with anyio.fail_after(5):
+                await anyio.sleep_forever()
+    assert caught.group_contains(RuntimeError, match="bug in timer 'view-change'")

@@ -198,9 +198,19 @@ class ReplicaService:
     ) -> bool | None:
         assert self._tg is not None
         assert self._server is not None
-        await self._server.__aexit__(et, exc, tb)
+        # The server passes on what ended the body; when that is the cancellation of a failed
+        # timer or outbox task, only our task group can turn it back into that task's error.
+        raised: BaseException | None = None
+        try:
+            await self._server.__aexit__(et, exc, tb)
+        except BaseException as passed:  # handed to the task group, then re-raised
+            raised = passed
         self._tg.cancel_scope.cancel()
-        return await self._tg.__aexit__(et, exc, tb)
+        if raised is None:
+            return await self._tg.__aexit__(et, exc, tb)
+        if await self._tg.__aexit__(type(raised), raised, raised.__traceback__):
+            return True
+        raise raised
 
     async def _handle(self, stream: FramedStream) -> None:
         src = stream.peer.node_id
