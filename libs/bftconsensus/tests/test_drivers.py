@@ -87,3 +87,16 @@ async def test_a_crashing_core_stops_the_service_with_its_own_error() -> None:
             with anyio.fail_after(5):
                 await anyio.sleep_forever()
     assert caught.group_contains(RuntimeError, match="bug in timer 'view-change'")
+
+
+def test_wire_limits_above_what_meshnet_carries_are_refused_up_front() -> None:
+    net = NetworkIdentity.generate("drivers")
+    me, client = NodeIdentity.generate(), NodeIdentity.generate()
+    keys = {me.node_id: me.public_key, client.node_id: client.public_key}
+    huge = b.WireLimits(max_frame_bytes=32 * 1024 * 1024)
+    replica = b.Replica(me, keys, b.ReplicaConfig((me.node_id,)), b.KeyValueStore(), limits=huge)
+    with pytest.raises(b.ConfigError, match="above the 16777216 bytes a meshnet stream carries"):
+        b.ReplicaService(replica, net.credentials_for(me), {me.node_id: ("127.0.0.1", free_port())})
+    core = b.Client(client, keys, [me.node_id], limits=huge)
+    with pytest.raises(b.ConfigError, match=f"client {client.node_id!r}"):
+        b.ClusterClient(core, net.credentials_for(client), {me.node_id: ("127.0.0.1", free_port())})

@@ -24,11 +24,11 @@ import obs
 from bftconsensus._actions import Action, CancelTimer, Send, SetTimer
 from bftconsensus._client import Client, read_reply
 from bftconsensus._deadlines import Deadlines
-from bftconsensus._errors import BftConsensusError, DecodeError
+from bftconsensus._errors import BftConsensusError, ConfigError, DecodeError
 from bftconsensus._metrics import ReplicaMetrics
 from bftconsensus._replica import Replica
 from bftconsensus._wire import Kind, decode_frame
-from meshnet import FramedStream, MeshCredentials, MeshnetError, MeshServer, connect
+from meshnet import DEFAULT_MAX_FRAME_SIZE, FramedStream, MeshCredentials, MeshnetError, MeshServer, connect
 
 __all__ = ["ReplicaService", "ClusterClient"]
 
@@ -68,6 +68,15 @@ class _Queue:
         with contextlib.suppress(*_LINK_ERRORS):
             async for frame in self.recv:
                 await stream.send_many(self.drain(frame))
+
+
+def _check_frame_limit(max_frame_bytes: int, who: str) -> None:
+    """Refuse wire limits above what a meshnet stream carries: such frames could never be sent."""
+    if max_frame_bytes > DEFAULT_MAX_FRAME_SIZE:
+        raise ConfigError(
+            f"{who}: WireLimits.max_frame_bytes is {max_frame_bytes}, above the {DEFAULT_MAX_FRAME_SIZE}"
+            " bytes a meshnet stream carries; frames that large could never be sent"
+        )
 
 
 class _Sender:
@@ -162,6 +171,7 @@ class ReplicaService:
             raise BftConsensusError(
                 f"credentials are for node {creds.node_id!r} but the replica signs as {replica.me!r}"
             )
+        _check_frame_limit(replica.limits.max_frame_bytes, f"replica {replica.me!r}")
         self.replica = replica
         self.creds = creds
         self.host, self._port = host, port
@@ -288,6 +298,8 @@ class ClusterClient:
         self.clients: dict[str, Client] = {c.signer.node_id: c for c in cores}
         if len(self.clients) != len(cores):
             raise BftConsensusError("ClusterClient clients must have distinct node ids")
+        for c in cores:
+            _check_frame_limit(c.limits.max_frame_bytes, f"client {c.signer.node_id!r}")
         self.client = cores[0]
         self.creds = creds
         self.addresses = dict(addresses)
