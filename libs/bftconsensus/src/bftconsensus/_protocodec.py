@@ -257,8 +257,8 @@ def _compile(cls: type[Message]) -> None:
     """Give ``cls`` a ``_fill`` and a ``__bytes__`` written out for its own fields.
 
     The generic loops look every field up and branch on its type at run time; a message type's
-    own code tests each expected key in turn and does exactly that field's work, which halves the
-    time to parse or encode a ``Signed`` (every frame is one). The behaviour is the generic one:
+    own code tests each expected key in turn and does exactly that field's work, which takes ~40%
+    off parsing a ``Signed`` (every frame is one) and half off a 32-request pre-prepare. The behaviour is the generic one:
     a key with an unexpected wire type, an unknown field or a malformed one goes to ``_field``,
     and every error is the generic code's. test_messages_differential checks both ways against
     betterproto's generated code.
@@ -377,7 +377,8 @@ def _compile(cls: type[Message]) -> None:
         f"        raise DecodeError({what + ': truncated fixed-width field'!r})",
     ]
     encode.append("    return bytes(out)")
-    exec("\n".join(parse) + "\n\n" + "\n".join(encode), env)  # noqa: S102 - our own schema, not input
+    source = "\n".join(parse) + "\n\n" + "\n".join(encode)
+    exec(compile(source, f"<bftconsensus codec: {what}>", "exec"), env)  # noqa: S102 - our schema, not input
     cls._fill = env["_fill"]  # type: ignore[method-assign]
     cls.__bytes__ = env["__bytes__"]  # type: ignore[method-assign]
 
