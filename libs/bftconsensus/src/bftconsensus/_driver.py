@@ -10,15 +10,11 @@ clients, view changes and state transfer.
 
 from __future__ import annotations
 
-import contextlib
-import ssl
-from collections import deque
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 import obs
 from bftconsensus._actions import Action, CancelTimer, Send, SetTimer
@@ -26,48 +22,16 @@ from bftconsensus._client import Client, read_reply
 from bftconsensus._deadlines import Deadlines
 from bftconsensus._errors import BftConsensusError, ConfigError, DecodeError
 from bftconsensus._metrics import ReplicaMetrics
+from bftconsensus._outgoing import LINK_ERRORS, QUEUE_LIMIT, Outgoing
 from bftconsensus._replica import Replica
 from bftconsensus._wire import Kind, decode_frame
-from meshnet import DEFAULT_MAX_FRAME_SIZE, FramedStream, MeshCredentials, MeshnetError, MeshServer, connect
+from meshnet import DEFAULT_MAX_FRAME_SIZE, FramedStream, MeshCredentials, MeshServer, connect
 
 __all__ = ["ReplicaService", "ClusterClient"]
 
-_QUEUE = 4096
 _SEND_EVERY = 4
 """Frames a client process writes at once (see `_Sender`); 4 and 8 measured alike."""
 _ROUTED = frozenset({int(Kind.CLIENT_REQUEST), int(Kind.CLIENT_LINK)})
-# What a dead or vanishing peer can raise. meshnet wraps most of it; anyio.EndOfStream can still
-# escape FramedStream.send when the peer dies mid-write, so we catch it here too.
-_LINK_ERRORS = (MeshnetError, OSError, ssl.SSLError, anyio.EndOfStream, anyio.BrokenResourceError)
-
-
-class _Queue:
-    """A bounded queue of frames for one peer; full means drop (PBFT tolerates the loss)."""
-
-    def __init__(self) -> None:
-        send, recv = anyio.create_memory_object_stream[bytes](_QUEUE)
-        self.send: MemoryObjectSendStream[bytes] = send
-        self.recv: MemoryObjectReceiveStream[bytes] = recv
-
-    def put(self, frame: bytes) -> None:
-        with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self.send.send_nowait(frame)
-
-    def drain(self, first: bytes) -> list[bytes]:
-        """``first`` plus every frame already queued behind it: sent together in one write."""
-        frames = [first]
-        while len(frames) < _QUEUE:
-            try:
-                frames.append(self.recv.receive_nowait())
-            except anyio.WouldBlock:
-                break
-        return frames
-
-    async def pump(self, stream: FramedStream) -> None:
-        """Write queued frames to ``stream`` until it breaks (then return)."""
-        with contextlib.suppress(*_LINK_ERRORS):
-            async for frame in self.recv:
-                await stream.send_many(self.drain(frame))
 
 
 def _check_frame_limit(max_frame_bytes: int, who: str) -> None:
@@ -79,74 +43,51 @@ def _check_frame_limit(max_frame_bytes: int, who: str) -> None:
         )
 
 
-class _Sender:
-    """A client process's frames to one replica: groups of ``_SEND_EVERY`` are written at once,
-    whatever is left by a pump task when the event loop gets to it.
+class _Sender(Outgoing):
+    """A client process's frames to one replica: written in groups of ``_SEND_EVERY`` as they are
+    put, whatever is left by the pump when the event loop gets to it.
 
     Replies to one batch wake many callers together, and each signs its next request in turn.
-    Through a queue alone, all those requests leave in one write after the last is signed, and
-    the primary only starts checking the first then; in groups it checks one group while the
-    next is signed (measured: +4-10% puts/s with 32 clients in one process). Frames leave in the
-    order they were put. Bounded like `_Queue`: full means drop (the client retransmits).
+    Written together at the end, all those requests reach the primary after the last is signed,
+    and the primary only starts checking the first then; in groups it checks one group while the
+    next is signed (measured: +4-10% puts/s with 32 clients in one process).
     """
 
-    def __init__(self, stream: FramedStream) -> None:
-        self.stream = stream
-        self._frames: deque[bytes] = deque()
-        self._wake = anyio.Event()
-        self._closed = False
-
     def put(self, frame: bytes) -> None:
-        if self._closed or len(self._frames) >= _QUEUE:
+        if self._closed or len(self._frames) >= QUEUE_LIMIT:
             return
         self._frames.append(frame)
-        if len(self._frames) >= _SEND_EVERY and self.stream.send_now(self._frames):
+        if len(self._frames) >= _SEND_EVERY and self._send_now(self._frames):
             self._frames.clear()
         else:
             self._wake.set()
 
-    async def pump(self) -> None:
-        """Write what ``put`` left until the stream breaks or ``close()`` (then return)."""
-        with contextlib.suppress(*_LINK_ERRORS):
-            while not self._closed:
-                if not self._frames:
-                    await self._wake.wait()
-                    self._wake = anyio.Event()
-                    continue
-                frames = list(self._frames)
-                self._frames.clear()
-                await self.stream.send_many(frames)
 
-    def close(self) -> None:
-        self._closed = True
-        self._wake.set()
-
-
-class _Outbox(_Queue):
-    """One dialled connection per peer replica, fed by a bounded queue."""
+class _Outbox(Outgoing):
+    """One dialled connection per peer replica; frames that come while it is down are dropped."""
 
     def __init__(self, creds: MeshCredentials, node: str, host: str, port: int) -> None:
         super().__init__()
         self.creds, self.node, self.host, self.port = creds, node, host, port
 
     async def run(self) -> None:
-        stream: FramedStream | None = None
         retry_at = 0.0
-        async for frame in self.recv:
-            frames = self.drain(frame)
-            if stream is None:
+        while frames := await self.take():
+            if self.stream is None:
                 if anyio.current_time() < retry_at:
                     continue
                 try:
                     with anyio.fail_after(2.0):
-                        stream = await connect(self.creds, self.host, self.port, expected_node_id=self.node)
-                except (*_LINK_ERRORS, TimeoutError):
+                        self.stream = await connect(
+                            self.creds, self.host, self.port, expected_node_id=self.node
+                        )
+                except (*LINK_ERRORS, TimeoutError):
                     retry_at = anyio.current_time() + 0.2
                     continue
             try:
-                await stream.send_many(frames)
-            except _LINK_ERRORS:
-                stream = None
+                await self.stream.send_many(frames)
+            except LINK_ERRORS:
+                self.stream = None
 
 
 class ReplicaService:
@@ -176,10 +117,10 @@ class ReplicaService:
         self.creds = creds
         self.host, self._port = host, port
         self._out = {n: _Outbox(creds, n, h, p) for n, (h, p) in addresses.items() if n != replica.me}
-        self._clients: dict[str, _Queue] = {}
+        self._clients: dict[str, Outgoing] = {}
         # client id -> the stream its latest request came in on: one connection may carry many
         # clients (ClusterClient with several Client cores), and their replies share its writes
-        self._routes: dict[str, _Queue] = {}
+        self._routes: dict[str, Outgoing] = {}
         self._timers = Deadlines(lambda tag: self._dispatch(self.replica.timer(tag)))
         self._tg: anyio.abc.TaskGroup | None = None
         self._server: MeshServer | None = None
@@ -224,17 +165,17 @@ class ReplicaService:
 
     async def _handle(self, stream: FramedStream) -> None:
         src = stream.peer.node_id
-        queue: _Queue | None = None
+        queue: Outgoing | None = None
         async with anyio.create_task_group() as tg:
             if src not in self.replica.members:  # a client: replies go back on this stream
-                queue = self._clients[src] = _Queue()
-                tg.start_soon(queue.pump, stream)
+                queue = self._clients[src] = Outgoing(stream)
+                tg.start_soon(queue.pump)
             try:
                 async for frame in stream:
                     if queue is not None:
                         self._learn_route(frame, queue)
                     self._dispatch(self.replica.receive(src, frame))
-            except _LINK_ERRORS:
+            except LINK_ERRORS:
                 pass
             finally:
                 if queue is not None:
@@ -242,9 +183,9 @@ class ReplicaService:
                         del self._clients[src]
                     for client in [c for c, q in self._routes.items() if q is queue]:
                         del self._routes[client]
-                    queue.send.close()
+                    queue.close()
 
-    def _learn_route(self, frame: bytes, queue: _Queue) -> None:
+    def _learn_route(self, frame: bytes, queue: Outgoing) -> None:
         """Send the replies of the client that signed this request (or link grant) back the way it
         came (a backup may get no request from a client before it must reply to it).
 
@@ -266,15 +207,18 @@ class ReplicaService:
         if self.replica.view != self._view:
             self._log.info("view_entered", view=self.replica.view, primary=self.replica.primary)
             self._view = self.replica.view
+        frames: dict[Outgoing, list[bytes]] = {}  # per connection: one write for this event's
         for a in actions:
             if isinstance(a, Send):
                 box = self._out.get(a.dst) or self._routes.get(a.dst) or self._clients.get(a.dst)
                 if box is not None:
-                    box.put(a.frame)
+                    frames.setdefault(box, []).append(a.frame)
             elif isinstance(a, SetTimer):
                 self._timers.set(a.tag, a.delay)
             elif isinstance(a, CancelTimer):
                 self._timers.cancel(a.tag)
+        for box, group in frames.items():
+            box.send(group)
 
 
 class ClusterClient:
@@ -337,12 +281,11 @@ class ClusterClient:
             try:
                 with anyio.fail_after(2.0):
                     stream = await connect(self.creds, host, port, expected_node_id=node)
-            except (*_LINK_ERRORS, TimeoutError):
+            except (*LINK_ERRORS, TimeoutError):
                 await anyio.sleep(0.2)
                 continue
             sender = self._streams[node] = _Sender(stream)
-            for frame in self._links[node]:
-                sender.put(frame)
+            sender.send(self._links[node])
             self._changed.set()
             self._changed = anyio.Event()
             async with anyio.create_task_group() as tg:
@@ -350,7 +293,7 @@ class ClusterClient:
                 try:
                     async for frame in stream:
                         self._on_reply(node, frame)
-                except _LINK_ERRORS:
+                except LINK_ERRORS:
                     pass
                 finally:
                     self._streams.pop(node, None)
