@@ -4,6 +4,7 @@ lags; real connections use it and still carry every frame size."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import secrets
 import ssl
@@ -225,3 +226,75 @@ async def test_send_now_writes_at_once_or_leaves_the_frames_to_send_many(
         await stream.aclose()
         assert not stream.send_now([b"never"])  # closed: send_many reports it
     assert received == [b"a", b"b", b"c", b"last"]
+
+
+async def test_deliver_hands_frames_in_order_from_the_callback_and_returns_at_a_clean_end(
+    net_a: meshnet.NetworkIdentity, member: Any
+) -> None:
+    got: list[bytes] = []
+    tasks: list[object] = []
+    done = anyio.Event()
+
+    async def collect(stream: meshnet.FramedStream) -> None:
+        assert stream._pipe is not None
+        first = await stream.receive()  # a receive first: deliver takes over after it
+        got.append(first)
+
+        def handler(frame: bytes) -> None:
+            got.append(frame)
+            tasks.append(asyncio.current_task())
+
+        await stream.deliver(handler)  # returns when the client closes cleanly
+        done.set()
+
+    frames = [secrets.token_bytes(n) for n in (1, 100, 20_000, 0, 70_000, 5)]
+    async with meshnet.MeshServer(member(net_a), collect) as server:
+        async with await meshnet.connect(member(net_a), "127.0.0.1", server.port) as stream:
+            await stream.send_many(frames[:3])
+            await anyio.sleep(0.05)
+            await stream.send_many(frames[3:])
+            await anyio.sleep(0.05)
+        with anyio.fail_after(10):
+            await done.wait()
+    assert got == frames
+    assert tasks[-3:] == [None] * 3  # what came after deliver began was handed from the callback
+
+
+async def test_deliver_raises_the_handlers_error_and_a_bad_frame_after_the_good_ones(
+    net_a: meshnet.NetworkIdentity, member: Any
+) -> None:
+    outcomes: list[object] = []
+    got: list[bytes] = []
+    done = anyio.Event()
+
+    async def serve(stream: meshnet.FramedStream) -> None:
+        def handler(frame: bytes) -> None:
+            if frame == b"boom":
+                raise RuntimeError("handler bug")
+            got.append(frame)
+
+        try:
+            await stream.deliver(handler)
+            outcomes.append("clean end")
+        except Exception as exc:  # the test records what deliver raised
+            outcomes.append(exc)
+        done.set()
+
+    async with meshnet.MeshServer(member(net_a), serve) as server:
+        async with await meshnet.connect(member(net_a), "127.0.0.1", server.port) as stream:
+            await stream.send_many([b"ok", b"boom", b"never"])
+            with anyio.fail_after(10):
+                await done.wait()
+        assert isinstance(outcomes[0], RuntimeError)
+        assert got == [b"ok"]  # nothing handed after the handler failed
+
+        done = anyio.Event()
+        async with await meshnet.connect(member(net_a), "127.0.0.1", server.port) as stream:
+            await stream.send(b"fine")
+            assert stream._pipe is not None
+            stream._pipe._session.write((50 * 1024 * 1024).to_bytes(4, "big"))  # a header over the limit
+            stream._pipe._transport.write(stream._pipe._outgoing.read())
+            with anyio.fail_after(10):
+                await done.wait()
+    assert isinstance(outcomes[1], meshnet.DecodeError)
+    assert got == [b"ok", b"fine"]

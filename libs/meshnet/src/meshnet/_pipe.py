@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import Any, cast
 
 import anyio
@@ -73,6 +74,8 @@ class TlsPipe(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None  # set while the transport is paused
         self._paused = False
         self._streak = 0
+        self._handler: Callable[[bytes], None] | None = None  # set while deliver() runs
+        self._handler_error: Exception | None = None
 
     # ------------------------------------------------------------------ protocol callbacks
     def data_received(self, data: bytes) -> None:
@@ -143,9 +146,53 @@ class TlsPipe(asyncio.Protocol):
         self._wake()
 
     def _wake(self) -> None:
+        if self._handler is not None:
+            self._deliver(self._handler)
+            ready = self._ended or self._handler_error is not None
+        else:
+            ready = bool(self._frames) or self._ended
         reader = self._reader
-        if reader is not None and not reader.done() and (self._frames or self._ended):
+        if ready and reader is not None and not reader.done():
             reader.set_result(None)
+
+    def _deliver(self, handler: Callable[[bytes], None]) -> None:
+        """Hand every queued frame to ``handler``; its exception stops delivery (deliver raises it)."""
+        frames = self._frames
+        while frames and self._handler_error is None:
+            frame = frames.popleft()
+            self._queued -= len(frame)
+            try:
+                handler(frame)
+            except Exception as exc:  # the consumer's bug: deliver() raises it in its task
+                self._handler_error = exc
+        if self._paused and self._queued <= _RESUME and not self._ended:
+            self._paused = False
+            self._transport.resume_reading()
+
+    async def deliver(self, handler: Callable[[bytes], None]) -> None:
+        """Call ``handler`` with each frame, from the protocol callback, as records are decrypted.
+
+        Returns at a clean end of the stream; raises what `receive` would at a bad end
+        (`DecodeError`, after the frames before it), or the handler's own exception. Frames
+        already queued go first. Cancelled, it hands nothing more: later frames queue for
+        `receive` again.
+        """
+        self._handler = handler
+        try:
+            self._deliver(handler)
+            while self._handler_error is None and not (self._ended and not self._frames):
+                self._reader = asyncio.get_running_loop().create_future()
+                try:
+                    await self._reader
+                finally:
+                    self._reader = None
+            if self._handler_error is not None:
+                raise self._handler_error
+            ending = self._ending()
+            if not isinstance(ending, anyio.EndOfStream):
+                raise ending
+        finally:
+            self._handler = None
 
     async def receive(self) -> bytes:
         """The next frame; `DecodeError` for a bad or cut-off frame, `anyio.EndOfStream` at the end."""

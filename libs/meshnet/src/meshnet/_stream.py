@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 import anyio
@@ -202,6 +202,37 @@ class FramedStream:
                 if self._pipe is not None:
                     return await self._pipe_frame()
                 return await self._receive_frame()
+            except DecodeError as exc:
+                self._metrics.decode_error(
+                    "frame_too_large" if isinstance(exc, FrameTooLargeError) else "truncated"
+                )
+                await self.aclose()
+                raise
+        finally:
+            self._receive_lock.release()
+
+    async def deliver(self, handler: Callable[[bytes], None]) -> None:
+        """Call ``handler`` with each frame's payload as it arrives, until the stream ends.
+
+        What ``async for frame in stream: handler(frame)`` does, without a task switch per batch
+        of frames on meshnet's asyncio data path: the handler runs in the event loop's callback
+        as the TLS records are decrypted, so it must not block (hand long work to a task).
+        Returns when the peer closes the stream cleanly; raises `DecodeError` for a malformed or
+        cut-off frame (after the frames before it, the connection closed, as `receive` does) and
+        the handler's own exception if it raises one.
+        """
+        await self._receive_lock.acquire()
+        try:
+            try:
+                if self._pipe is not None:
+                    await self._pipe.deliver(handler)
+                    return
+                while True:
+                    try:
+                        frame = await self._receive_frame()
+                    except StreamClosedError:
+                        return
+                    handler(frame)
             except DecodeError as exc:
                 self._metrics.decode_error(
                     "frame_too_large" if isinstance(exc, FrameTooLargeError) else "truncated"
