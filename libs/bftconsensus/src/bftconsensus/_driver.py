@@ -10,6 +10,7 @@ clients, view changes and state transfer.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 
@@ -170,11 +171,14 @@ class ReplicaService:
             if src not in self.replica.members:  # a client: replies go back on this stream
                 queue = self._clients[src] = Outgoing(stream)
                 tg.start_soon(queue.pump)
+
+            def take(frame: bytes) -> None:  # called as frames arrive (meshnet's FramedStream.deliver)
+                if queue is not None:
+                    self._learn_route(frame, queue)
+                self._dispatch(self.replica.receive(src, frame))
+
             try:
-                async for frame in stream:
-                    if queue is not None:
-                        self._learn_route(frame, queue)
-                    self._dispatch(self.replica.receive(src, frame))
+                await stream.deliver(take)
             except LINK_ERRORS:
                 pass
             finally:
@@ -291,8 +295,7 @@ class ClusterClient:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(sender.pump)
                 try:
-                    async for frame in stream:
-                        self._on_reply(node, frame)
+                    await stream.deliver(functools.partial(self._on_reply, node))
                 except LINK_ERRORS:
                     pass
                 finally:
