@@ -165,6 +165,10 @@ class TlsPipe(asyncio.Protocol):
                 handler(frame)
             except Exception as exc:  # the consumer's bug: deliver() raises it in its task
                 self._handler_error = exc
+        self._resume_if_drained()
+
+    def _resume_if_drained(self) -> None:
+        """Read from the socket again once the consumer has taken most of what was queued."""
         if self._paused and self._queued <= _RESUME and not self._ended:
             self._paused = False
             self._transport.resume_reading()
@@ -207,9 +211,7 @@ class TlsPipe(asyncio.Protocol):
             self._streak = 0
         frame = self._frames.popleft()
         self._queued -= len(frame)
-        if self._paused and self._queued <= _RESUME:
-            self._paused = False
-            self._transport.resume_reading()
+        self._resume_if_drained()
         self._streak += 1
         if self._streak >= _FAIR:  # a peer that never lets the queue run dry cannot starve the loop
             self._streak = 0
@@ -240,9 +242,7 @@ class TlsPipe(asyncio.Protocol):
         await anyio.lowlevel.checkpoint_if_cancelled()
         if self._transport.is_closing():
             raise anyio.BrokenResourceError
-        for piece in pieces:
-            self._session.write(piece)
-        self._transport.write(self._outgoing.read())
+        self._encrypt_and_write(pieces)
         if self._drained is not None:
             await asyncio.shield(self._drained)
             if self._transport.is_closing():
@@ -255,10 +255,13 @@ class TlsPipe(asyncio.Protocol):
         the connection is closing (then `write` waits or reports it)."""
         if self._drained is not None or self._transport.is_closing():
             return False
+        self._encrypt_and_write(pieces)
+        return True
+
+    def _encrypt_and_write(self, pieces: list[bytes]) -> None:
         for piece in pieces:
             self._session.write(piece)
         self._transport.write(self._outgoing.read())
-        return True
 
     def close(self) -> None:
         self._end()

@@ -203,10 +203,7 @@ class FramedStream:
                     return await self._pipe_frame()
                 return await self._receive_frame()
             except DecodeError as exc:
-                self._metrics.decode_error(
-                    "frame_too_large" if isinstance(exc, FrameTooLargeError) else "truncated"
-                )
-                await self.aclose()
+                await self._refuse(exc)
                 raise
         finally:
             self._receive_lock.release()
@@ -234,13 +231,15 @@ class FramedStream:
                         return
                     handler(frame)
             except DecodeError as exc:
-                self._metrics.decode_error(
-                    "frame_too_large" if isinstance(exc, FrameTooLargeError) else "truncated"
-                )
-                await self.aclose()
+                await self._refuse(exc)
                 raise
         finally:
             self._receive_lock.release()
+
+    async def _refuse(self, exc: DecodeError) -> None:
+        """A malformed or cut-off frame: count it and close the connection (the caller re-raises)."""
+        self._metrics.decode_error("frame_too_large" if isinstance(exc, FrameTooLargeError) else "truncated")
+        await self.aclose()
 
     async def _pipe_frame(self) -> bytes:
         assert self._pipe is not None
