@@ -66,6 +66,8 @@ def test_a_backup_without_the_clients_copy_checks_the_signature(world, keys) -> 
     out = backup.receive("e0", _pre_prepare(world["e0"], [genuine]))
     assert _kinds(out).count(int(Kind.PREPARE)) == len(MEMBERS) - 1
     assert 1 in backup.log  # where an accepted pre-prepare's slot state is kept
+    _env, kept = backup.log[1].pre_prepares[0]
+    assert kept.digest == batch_digest([genuine])  # the genuine batch, nothing of the refused one
 
 
 def test_a_copy_relayed_by_another_node_is_not_the_clients_own(world, keys) -> None:
