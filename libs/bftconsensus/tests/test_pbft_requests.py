@@ -3,8 +3,9 @@
 Clients send a request to the primary, and to every replica when they retransmit, over mutually
 authenticated links. A backup vouches for a request in the primary's batch when it holds the
 client's own copy, or when the request's MAC tag for it holds (the client gave it the key in a
-link grant), and otherwise checks the signature; the primary proposes only requests whose
-signature holds.
+link grant), and otherwise checks the signature. The primary takes the client's own copy as
+unchecked as a backup does; a client one of whose requests failed its signature check is a
+suspect, and its requests are checked from then on.
 """
 
 from __future__ import annotations
@@ -78,17 +79,69 @@ def test_a_copy_relayed_by_another_node_is_not_the_clients_own(world, keys) -> N
     assert backup.receive("e0", _pre_prepare(world["e0"], [forged])) == []
 
 
-def test_the_primary_proposes_only_requests_whose_signature_holds(world, keys) -> None:
+def _proposed(actions: list[b.Action]) -> list[str] | None:
+    """The signers of the requests in the pre-prepare among ``actions``, None if there is none."""
+    for a in actions:
+        if isinstance(a, b.Send) and decode_frame(a.frame).kind == int(Kind.PRE_PREPARE):
+            return [r.signer for r in pb.PrePrepare().parse(decode_frame(a.frame).body).requests]
+    return None
+
+
+def test_the_primary_takes_a_request_from_its_clients_own_link_unchecked(world, keys) -> None:
+    """Like a backup, the primary takes the client's own copy as the client's: no Ed25519 check
+    on the path of every request (backups vouch for it by their MAC tags or copies)."""
     primary = b.Replica(world["e0"], keys, b.ReplicaConfig(MEMBERS), b.KeyValueStore())
     out = primary.receive("client", bytes(_request(world["client"], 1, b"put a 1", forge=True)))
-    assert int(Kind.PRE_PREPARE) not in _kinds(out)
+    assert _proposed(out) == ["client"]
+    assert primary.suspects == set()
+
+
+def test_with_check_all_requests_the_primary_proposes_only_requests_whose_signature_holds(
+    world, keys
+) -> None:
+    config = b.ReplicaConfig(MEMBERS, check_all_requests=True)
+    primary = b.Replica(world["e0"], keys, config, b.KeyValueStore())
+    out = primary.receive("client", bytes(_request(world["client"], 1, b"put a 1", forge=True)))
+    assert _proposed(out) is None
     assert "client" not in primary.pending
 
     out = primary.receive("client2", bytes(_request(world["client2"], 1, b"put b 2")))
-    (pp_env,) = [decode_frame(a.frame) for a in out if isinstance(a, b.Send)][:1]
-    assert pp_env.kind == int(Kind.PRE_PREPARE)
-    pp = pb.PrePrepare().parse(pp_env.body)
-    assert [r.signer for r in pp.requests] == ["client2"]
+    assert _proposed(out) == ["client2"]
+
+
+def test_a_client_a_backup_cannot_vouch_for_becomes_a_suspect_and_is_checked(world, keys) -> None:
+    backup = b.Replica(world["e1"], keys, b.ReplicaConfig(MEMBERS), b.KeyValueStore())
+    forged = _request(world["client"], 1, b"put k v", forge=True)
+    assert backup.receive("e0", _pre_prepare(world["e0"], [forged])) == []  # no copy, no tag
+    assert backup.suspects == {"client"}
+    # from then on its requests are checked even on its own link: a forged one is not held (nor
+    # waited on, which would end in a view change the next primary could not avoid)...
+    assert backup.receive("client", bytes(_request(world["client"], 2, b"put k w", forge=True))) == []
+    assert backup.pending == {}
+    # ...a genuine one is, and other clients' requests are still taken as they come
+    backup.receive("client", bytes(_request(world["client"], 3, b"put k x")))
+    backup.receive("client2", bytes(_request(world["client2"], 1, b"put q r", forge=True)))
+    assert sorted(backup.pending) == ["client", "client2"]
+
+
+def test_a_primary_proposes_a_suspects_request_only_with_a_valid_signature(world, keys) -> None:
+    primary = b.Replica(world["e0"], keys, b.ReplicaConfig(MEMBERS), b.KeyValueStore())
+    # a copy passed on by a backup must be signed; a forged one makes its client a suspect
+    assert primary.receive("e1", bytes(_request(world["client"], 1, b"put a 1", forge=True))) == []
+    assert primary.suspects == {"client"}
+    out = primary.receive("client", bytes(_request(world["client"], 2, b"put a 2", forge=True)))
+    assert _proposed(out) is None
+    assert "client" not in primary.pending
+    out = primary.receive("client", bytes(_request(world["client"], 3, b"put a 3")))
+    assert _proposed(out) == ["client"]
+
+
+def test_suspects_are_only_clients_in_the_key_directory(world, keys) -> None:
+    primary = b.Replica(world["e0"], keys, b.ReplicaConfig(MEMBERS), b.KeyValueStore())
+    stranger = b.Ed25519Signer.from_seed(b"stranger", "stranger")  # not in ``keys``
+    primary.receive("e1", bytes(_request(stranger, 1, b"put a 1", forge=True)))
+    primary.receive("e1", bytes(_request(world["e1"], 1, b"put a 1", forge=True)))  # a replica
+    assert primary.suspects == set()
 
 
 def test_a_backup_passes_a_request_it_gets_directly_on_to_the_primary(world, keys) -> None:
@@ -152,7 +205,9 @@ def test_a_client_link_grant_lets_one_process_carry_a_clients_requests(world, ke
     forged = _request(world["client"], 1, b"put k v", forge=True)
     backup.receive("proc", bytes(forged))  # no grant yet: the signature is checked, and fails
     assert backup.pending == {}
+    assert backup.suspects == {"client"}  # (which would have it checked on any link from now on)
 
+    backup = b.Replica(world["e1"], keys, b.ReplicaConfig(MEMBERS), b.KeyValueStore())
     client = b.Client(world["client"], keys, MEMBERS)
     assert backup.receive("proc", client.link_frame("proc")) == []
     backup.receive("proc", bytes(forged))

@@ -16,7 +16,7 @@ import pytest
 
 import bftconsensus as b
 from bftconsensus import _messages as pb
-from bftconsensus._wire import Kind, seal
+from bftconsensus._wire import Kind, decode_frame, seal
 from meshnet.sim import LinkProfile, NodeContext, Simulation, run_seeds, seed_count
 
 pytestmark = pytest.mark.sim
@@ -116,6 +116,25 @@ class ForgingPrimary(b.Replica):
         return super()._issue_pre_prepare(seq, [*batch, forged])
 
 
+class ForgingClient(b.Client):
+    """Signs every request badly and gives a valid MAC tag only to the replicas at the positions
+    in ``valid_tags``: a primary takes its requests from its own link unchecked, and backups
+    without a valid tag or their own copy cannot vouch for them (PBFT's exposure to such clients)."""
+
+    valid_tags: frozenset[int] = frozenset()
+
+    def submit(self, operation: bytes) -> list[b.Action]:
+        actions = super().submit(operation)
+        assert self._frame is not None
+        env = decode_frame(self._frame)
+        macs = bytearray(env.macs)
+        for i in range(len(self.replicas)):
+            if i not in self.valid_tags:
+                macs[16 * i : 16 * i + 16] = bytes(16)
+        self._frame = bytes(pb.Signed(env.kind, env.body, env.signer, bytes(64), bytes(macs)))
+        return [b.Send(a.dst, self._frame) if isinstance(a, b.Send) else a for a in actions]
+
+
 class LyingReplica(b.Replica):
     def reply_result(self, result: bytes) -> bytes:
         return b"lie"
@@ -139,6 +158,7 @@ class World:
         joining: tuple[str, ...] = (),
         admin_ops: tuple[bytes, ...] = (),
         options: dict[str, object] | None = None,
+        client_cls: dict[str, Callable[..., b.Client]] | None = None,
     ) -> None:
         self.sim = Simulation(seed, link or LinkProfile(delay=(0.001, 0.02)))
         self.names = [f"e{i}" for i in range(n)]
@@ -170,10 +190,11 @@ class World:
             ops_list = [f"put k{i}-{j} v{j}".encode() for j in range(ops - 1)] + [f"get k{i}-0".encode()]
             if i == 0:
                 ops_list = [*admin_ops, *ops_list]
+            kind = (client_cls or {}).get(cname, b.Client)
             self.sim.add_node(
                 cname,
-                lambda s=signers[cname], o=ops_list, k=i % 2 == 0: ClientNode(
-                    b.Client(s, keys, self.names, retransmit=1.0), o, self.submitted, mac_keys=k
+                lambda s=signers[cname], o=ops_list, k=i % 2 == 0, cls=kind: ClientNode(
+                    cls(s, keys, self.names, retransmit=1.0), o, self.submitted, mac_keys=k
                 ),
             )
         self.sim.add_invariant(self.check_safety, "safety")
@@ -372,5 +393,26 @@ def test_partitioned_primary_is_replaced_and_rejoins_after_heal(signers, pkeys) 
         others = [r for r in w.honest() if r.me != "e0"]
         w.sim.run_until(lambda: old.view == max(r.view for r in others), timeout=60)
         assert old.view >= 1
+
+    run_seeds(scenario, range(max(1, N_SEEDS // 2)))
+
+
+def test_a_client_that_forges_signatures_and_tags_stalls_a_few_views_at_most(signers, pkeys) -> None:
+    """A client signs badly and gives the first primary and at most one backup a valid tag: the
+    primary proposes its request (taken from its link unchecked), too few backups can vouch, the
+    slot stalls, and every backup that refused marks the client a suspect. Once the primary is
+    one of those, the client's requests are dropped for their signature and the others complete."""
+
+    def scenario(seed: int) -> None:
+        valid = frozenset({0, 1 + seed % 3} if seed % 2 else {0})
+        forger = type("Forger", (ForgingClient,), {"valid_tags": valid})
+        w = World(seed, signers, pkeys, clients=3, ops=4, client_cls={"c2": forger})
+        honest_clients = w.clients()[:2]
+        w.sim.run_until(lambda: all(len(c.results) == len(c.ops) for c in honest_clients), timeout=120)
+        replicas = w.honest()
+        assert max(r.view for r in replicas) <= 3, [r.view for r in replicas]  # 2f+1 views, f = 1
+        for r in replicas:
+            if r.members.index(r.me) not in valid:  # refused the first batch: a suspect there
+                assert "c2" in r.suspects, r.me
 
     run_seeds(scenario, range(max(1, N_SEEDS // 2)))

@@ -1,12 +1,14 @@
 """The client-facing side of a PBFT replica: taking requests in, batching them, replying.
 
-Clients send a request to the primary, and to every replica when they retransmit. A replica
-takes a request from its client's own authenticated link (or a link the client granted, see
-``ClientLinks``) without checking its signature, and from anywhere else only with a valid one.
-The primary batches pending requests, proposing only those whose signature holds; a backup
-accepts a batch when it can vouch for each request in it (its own copy, its MAC tag, or the
-signature). Replies go out from f+1 designated replicas per request, from every replica that
-executed it when the client retransmits.
+Clients send a request to the primary, and to every replica when they retransmit. A replica,
+the primary included, takes a request from its client's own authenticated link (or a link the
+client granted, see ``ClientLinks``) without checking its signature, and from anywhere else only
+with a valid one. The primary batches pending requests; a backup accepts a batch when it can
+vouch for each request in it (its own copy, its MAC tag, or the signature). A client whose
+request a replica could not vouch for, or whose signature failed, is a suspect there: that
+replica checks every request of that client from then on, as primary before proposing one (see
+``_checks_signatures``). Replies go out from f+1 designated replicas per request, from every
+replica that executed it when the client retransmits.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class RequestIntake(abc.ABC):
     assigned: set[tuple[str, int]]  # (client, timestamp) already put in a batch in this view
     client_table: dict[str, tuple[int, bytes]]  # the last executed timestamp and result per client
     returning: set[str]  # clients the primary just answered, expected to send again (batching)
+    suspects: set[str]  # clients a request that failed its signature check was seen from
     links: ClientLinks
     _timer_running: bool
     _holding: bool  # the primary holds a part-filled batch back (its "batch" timers run)
@@ -81,14 +84,13 @@ class RequestIntake(abc.ABC):
 
     # ------------------------------------------------------------------ requests
     def _on_request(self, src: str, env: pb.Signed) -> list[Action]:
-        # A backup takes a request from the client's own authenticated link as it is. The
-        # primary checks the signature at once: it must before proposing (see _next_batch), and
-        # doing it on arrival, while the batch in flight gathers votes or a batch is held back
-        # to fill (_expecting_more), keeps the check off the moment the next batch leaves.
-        if self.links.speaks_for(src, env.signer) and not self.is_primary:
+        # A request from the client's own authenticated link is the client's; its signature is
+        # checked only for a suspect (see _checks_signatures), on arrival rather than when the
+        # next batch leaves. A copy from anywhere else must carry a valid one.
+        if self.links.speaks_for(src, env.signer) and not self._checks_signatures(env.signer):
             req = open_unsigned(env, pb.ClientRequest, self.limits)
         else:
-            req = open_signed(self.keys, env, pb.ClientRequest, self.limits)
+            req = self._open_checked(env)
         if req.client != env.signer or not self._is_client(req.client):
             return []
         done = self.client_table.get(req.client)
@@ -190,15 +192,13 @@ class RequestIntake(abc.ABC):
         return [CancelTimer("batch"), CancelTimer("batch-limit"), *self._propose()]
 
     def _next_batch(self) -> list[pb.Signed]:
-        """Up to ``batch_size`` pending requests not yet ordered, each with a valid signature,
-        whose pre-prepare fits in a frame.
+        """Up to ``batch_size`` pending requests not yet ordered whose pre-prepare fits in a frame;
+        a suspect's only with a valid signature.
 
-        The signature is every backup's fallback when it holds no copy and the request's MAC tag
-        for it fails, so the primary proposes only requests whose signature holds: a client that
-        signs badly and forges tags cannot stall a slot into a view change. Nor can requests that
-        together make a pre-prepare larger than backups accept (``WireLimits.max_frame_bytes``):
-        the batch stops short of that, and a request too large for any batch is dropped (a
-        :class:`Client` with the same limits refuses to send one).
+        Requests that together make a pre-prepare larger than backups accept
+        (``WireLimits.max_frame_bytes``) would stall the slot: the batch stops short of that, and
+        a request too large for any batch is dropped (a :class:`Client` with the same limits
+        refuses to send one).
         """
         batch: list[pb.Signed] = []
         room = self.limits.max_frame_bytes - BATCH_OVERHEAD
@@ -213,11 +213,12 @@ class RequestIntake(abc.ABC):
                     break  # the next batch takes it
                 self._drop_pending(client)  # no batch can
                 continue
-            try:
-                open_signed(self.keys, env, pb.ClientRequest, self.limits)
-            except DecodeError:
-                self._drop_pending(client)
-                continue
+            if self._checks_signatures(client):
+                try:
+                    self._open_checked(env)  # checked on arrival already, unless suspected since
+                except DecodeError:
+                    self._drop_pending(client)
+                    continue
             room -= size
             self.assigned.add((client, ts))
             batch.append(env)
@@ -251,7 +252,39 @@ class RequestIntake(abc.ABC):
                 and tag_matches(key, mine, env.macs, env.kind, env.signer, env.body)
             ):
                 continue
-            open_signed(self.keys, env, pb.ClientRequest, self.limits)
+            self._open_checked(env)
+
+    def _checks_signatures(self, client: str) -> bool:
+        """Whether this replica checks the signature of ``client``'s requests even when they come
+        over the client's own link: for every client with ``check_all_requests``, else for
+        suspects.
+
+        A backup vouches for a request in a batch by its own copy, its MAC tag or the signature,
+        so a client that signs badly and gives some backups bad tags can make them refuse the
+        batch, and the slot waits for a view change. Every replica that refuses it marks the
+        client a suspect, and a suspect's requests are checked by every replica that marked it:
+        as primary, before proposing one; as a backup, before holding one (and waiting on it).
+        For the slot to stall, more than f backups must have refused, so within a few views the
+        primary is one of them and the client stalls nothing more (~1 per client in the
+        simulator). PBFT with MAC authenticators has the same exposure, without the marking;
+        Aardvark closes it by checking every signature at the primary
+        (``ReplicaConfig.check_all_requests``), ~55 us a request on the critical path.
+        """
+        return self.config.check_all_requests or client in self.suspects
+
+    def _open_checked(self, env: pb.Signed) -> pb.ClientRequest:
+        """Check a request's signature; a known client whose signature fails becomes a suspect.
+
+        Only names in the key directory are kept, so the set stays bounded. A faulty replica can
+        make an honest client a suspect by passing on a forgery in its name: that costs this
+        replica the honest client's signature checks, nothing else.
+        """
+        try:
+            return open_signed(self.keys, env, pb.ClientRequest, self.limits)
+        except DecodeError:
+            if env.signer in self.keys and self._is_client(env.signer):
+                self.suspects.add(env.signer)
+            raise
 
     def _position(self) -> int | None:
         """This replica's index in the membership (its MAC tag's place), None if not a member."""

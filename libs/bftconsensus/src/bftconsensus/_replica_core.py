@@ -93,6 +93,7 @@ class ReplicaCore(RequestIntake):
         self.assigned: set[tuple[str, int]] = set()
         self.client_table: dict[str, tuple[int, bytes]] = {}
         self.returning: set[str] = set()
+        self.suspects: set[str] = set()  # clients a forged request was seen from: always checked
         self._holding = False
         self.checkpoints: dict[int, dict[bytes, dict[str, pb.Signed]]] = {}
         self.snapshots: dict[int, bytes] = {}

@@ -128,6 +128,12 @@ class ReplicaConfig:
     # answered by every replica that executed it, so a faulty or slow replier costs the client one
     # retransmission timeout, never the result. True: every replica always replies (PBFT's rule).
     reply_all: bool = False
+    # Replicas, the primary included, take a request from its client's authenticated link without
+    # checking its signature, and check the requests of a client once one of them was found
+    # forged (see RequestIntake._checks_signatures). True: every replica checks every request it
+    # takes from a link (Aardvark's rule), so a client that forges MAC tags never stalls a slot,
+    # for ~55 us more per request at the primary (~20% fewer operations/s with 32 clients, n=4).
+    check_all_requests: bool = False
     admins: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)  # may reconfigure
 
     def __attrs_post_init__(self) -> None:
