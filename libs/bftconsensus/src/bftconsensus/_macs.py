@@ -1,16 +1,17 @@
 """MAC authenticators on client requests (Castro & Liskov's, for the backups' sake).
 
-A client sends a request's first transmission to the primary alone; the primary checks its
-signature and puts it in a batch. A backup must vouch that the client sent each request of the
+A client sends a request's first transmission to the primary alone; the primary takes it from
+the client's link and puts it in a batch. A backup must vouch that the client sent each request of the
 batch (see ``RequestIntake._authenticate``). With a signature that costs an Ed25519 verification
 per request and backup; with an authenticator it costs one MAC: the request carries a 16-byte
 tag per replica, each under a key the client shares with that replica alone (sent in its
 CLIENT_LINK grant over the authenticated, encrypted link). The MAC is keyed BLAKE2b (RFC 7693's
 keyed mode, a PRF under a 32-byte key), 0.8 µs a tag here against 1.8 for HMAC-SHA256: a client
 computes one per replica for every request and each backup checks one per request in a batch.
-A backup whose tag is wrong or missing, or that holds no key, falls back to the signature, which
-the primary has checked, so a client that forges tags slows the backups down and cannot stall a
-batch.
+A backup whose tag is wrong or missing, or that holds no key, falls back to the signature. A
+client that both signs badly and forges tags can thus make backups refuse a batch (PBFT's
+exposure to such clients); each one that refuses marks the client a suspect and checks its
+signatures from then on (see ``RequestIntake._checks_signatures``).
 
 Keys are derived, not drawn: the client's signature over a fixed label and the replica's id,
 hashed. Only the holder of the signing key can compute it, it needs no randomness (so the
