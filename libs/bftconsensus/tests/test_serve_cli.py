@@ -26,6 +26,16 @@ def test_unknown_config_field_is_named(tmp_path: Path) -> None:
         load_cluster(path)
 
 
+def test_a_flag_must_be_true_or_false(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    replicas = {"r0": {"host": "127.0.0.1", "port": 7001, "public_key": "00" * 32}}
+    path.write_text(json.dumps({"replicas": replicas, "config": {"check_all_requests": "false"}}))
+    with pytest.raises(ConfigError, match=r"check_all_requests.*true or false"):
+        load_cluster(path)
+    path.write_text(json.dumps({"replicas": replicas, "config": {"check_all_requests": True}}))
+    assert load_cluster(path)[2].check_all_requests is True
+
+
 def test_malformed_replica_entry_says_what_is_expected(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"replicas": {"r0": {"host": "127.0.0.1"}}}))
