@@ -32,6 +32,7 @@ from bftconsensus._links import ClientLinks
 from bftconsensus._smr import RECONFIGURE_PREFIX, ReplicaConfig, StateMachine
 from bftconsensus._wire import (
     DEFAULT_LIMITS,
+    KIND_OF,
     Kind,
     WireLimits,
     decode_frame,
@@ -155,7 +156,7 @@ class ReplicaCore(RequestIntake):
         """Handle one frame from ``src``. Malformed, forged or out-of-place input is dropped."""
         try:
             env = decode_frame(frame, self.limits)
-            kind = Kind(env.kind)
+            kind = KIND_OF[env.kind]  # decode_frame admits known kinds only
             if kind is Kind.CLIENT_REQUEST:
                 return self._on_request(src, env)
             if kind is Kind.CLIENT_LINK:

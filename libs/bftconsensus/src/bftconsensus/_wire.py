@@ -75,6 +75,8 @@ _BODY: dict[Kind, type[pb.Message]] = {
 
 
 _KINDS = frozenset(int(k) for k in Kind)
+KIND_OF: dict[int, Kind] = {int(k): k for k in Kind}
+"""Each kind by its number: a dict lookup, where ``Kind(n)`` costs an enum call per frame."""
 
 BATCH_OVERHEAD = 512
 """Bytes a pre-prepare frame holds besides its requests, at most (its view, sequence number,
@@ -120,9 +122,10 @@ _frames: OrderedDict[tuple[bytes, WireLimits], pb.Signed] = OrderedDict()
 
 def _remember(cache: OrderedDict[K, V], key: K, value: V, capacity: int = _CACHE_ENTRIES) -> None:
     """Put ``key`` in as the most recent entry, dropping the oldest beyond ``capacity``."""
-    cache[key] = value
-    cache.move_to_end(key)
-    while len(cache) > capacity:
+    if key in cache:
+        cache.move_to_end(key)
+    cache[key] = value  # a new key goes in last
+    if len(cache) > capacity:
         cache.popitem(last=False)
 
 
@@ -177,10 +180,9 @@ def open_uncached(env: pb.Signed, expected: type[M], limits: WireLimits = DEFAUL
 
 
 def _kind_of(env: pb.Signed, expected: type[M]) -> Kind:
-    try:
-        kind = Kind(env.kind)
-    except ValueError:
-        raise DecodeError(f"message kind {env.kind} is unknown") from None
+    kind = KIND_OF.get(env.kind)
+    if kind is None:
+        raise DecodeError(f"message kind {env.kind} is unknown")
     if _BODY[kind] is not expected:
         raise DecodeError(f"expected a {expected.__name__}, got kind {kind.name}")
     return kind
