@@ -1,5 +1,6 @@
 """The anyio drivers over real meshnet TLS on loopback, in one process: several client cores share
-one connection per replica, and each gets its own replies."""
+one connection per replica, and each gets its own replies (those a replica produced together
+arrive in one REPLIES frame)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import anyio
 import pytest
 
 import bftconsensus as b
+from bftconsensus._wire import Kind
 from meshnet import NetworkIdentity, NodeIdentity, free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -40,7 +42,16 @@ async def test_many_clients_share_one_connection_per_replica_and_get_their_own_r
             service = b.ReplicaService(replica, net.credentials_for(r), addresses, host=host, port=port)
             services.append(await stack.enter_async_context(service))
         cores = [b.Client(c, keys, names, retransmit=1.0) for c in clients]
-        cc = await stack.enter_async_context(b.ClusterClient(cores, net.credentials_for(gateway), addresses))
+        cc = b.ClusterClient(cores, net.credentials_for(gateway), addresses)
+        kinds: list[int] = []  # of the frames the replicas sent this process
+        on_reply = cc._on_reply
+
+        def recording(node: str, frame: bytes) -> None:
+            kinds.append(b.decode_frame(frame).kind)
+            on_reply(node, frame)
+
+        cc._on_reply = recording  # type: ignore[method-assign]
+        await stack.enter_async_context(cc)
         with anyio.fail_after(20):
             await cc.wait_connected()
 
@@ -58,6 +69,9 @@ async def test_many_clients_share_one_connection_per_replica_and_get_their_own_r
             await cc.call(b"get x")
         with pytest.raises(b.BftConsensusError, match="no client"):
             await cc.call(b"get x", client="nobody")
+        # the replies a replica produced together for this process's cores came in one frame
+        assert int(Kind.REPLIES) in kinds
+        assert set(kinds) <= {int(Kind.REPLY), int(Kind.REPLIES)}
         for service in services:  # one client connection each, carrying every core
             assert set(service._routes) == {c.node_id for c in clients}
             assert len({id(q) for q in service._routes.values()}) == 1

@@ -91,3 +91,24 @@ def test_sign_all_messages_signs_commits_and_replies(world, keys) -> None:
 
     assert run(True) == ({int(Kind.REPLY), int(Kind.COMMIT_VOTE)}, set())
     assert run(False) == (set(), {int(Kind.REPLY), int(Kind.COMMIT_VOTE)})
+
+
+def test_an_unsigned_reply_carries_its_encoded_reply_for_bundling(world, keys) -> None:
+    """A driver may put unsigned replies for one link in a REPLIES frame: the action hands it the
+    encoded Reply, the very body of its own frame. Signed replies are never bundled."""
+    from bftconsensus._actions import SendReply
+    from bftconsensus._wire import decode_frame
+
+    for sign in (False, True):
+        cfg = b.ReplicaConfig(("e0",), sign_all_messages=sign)
+        r = b.Replica(world["e0"], keys, cfg, b.KeyValueStore())
+        (send, *_) = b.Client(world["client"], keys, ["e0"]).submit(b"put k v")
+        assert isinstance(send, b.Send)
+        replies = [a for a in r.receive("client", send.frame) if isinstance(a, b.Send) and a.dst == "client"]
+        assert len(replies) == 1
+        if sign:
+            assert not isinstance(replies[0], SendReply)
+        else:
+            assert isinstance(replies[0], SendReply)
+            assert decode_frame(replies[0].frame).body == replies[0].reply
+            assert pb.Reply().parse(replies[0].reply).result == b"ok"

@@ -17,6 +17,7 @@ EXPECTED: list[str] = [
     "decode_frame",
     "Action",
     "Send",
+    "SendReply",
     "SetTimer",
     "CancelTimer",
     "QuorumConfig",

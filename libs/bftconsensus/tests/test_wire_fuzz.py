@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 
 import bftconsensus as b
 from bftconsensus import _messages as pb
-from bftconsensus._client import read_reply
+from bftconsensus._client import read_replies
 from bftconsensus._crypto import signing_payload
-from bftconsensus._wire import _BODY, Kind, open_signed, seal
+from bftconsensus._wire import _BODY, Kind, open_signed, replies_frames, seal
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -55,29 +55,62 @@ def test_cores_drop_arbitrary_input(world, keys, functions, data: bytes) -> None
 
 @FUZZ
 @given(st.binary(max_size=400))
-def test_a_client_connection_reads_any_bytes_as_a_reply_or_nothing(data: bytes) -> None:
-    parsed = read_reply(data)  # what ClusterClient runs on every frame of a replica's stream
+def test_a_client_connection_reads_any_bytes_as_replies_or_nothing(data: bytes) -> None:
+    parsed = read_replies(data)  # what ClusterClient runs on every frame of a replica's stream
     if parsed is not None:
-        env, reply = parsed
-        assert env.kind == int(Kind.REPLY)
-        assert isinstance(reply, pb.Reply)
+        env, replies = parsed
+        assert env.kind in (int(Kind.REPLY), int(Kind.REPLIES))
+        assert all(isinstance(r, pb.Reply) for r in replies)
 
 
-def test_a_read_reply_counts_at_its_client_as_the_frame_would(world, keys) -> None:
+def test_read_replies_count_at_their_client_as_the_frame_would(world, keys) -> None:
     client = b.Client(world["client"], keys, ["e0", "e1", "e2", "e3"])
     client.submit(b"get x")
     for src in ("e0", "e1"):
         reply = pb.Reply(view=0, timestamp=1, client=world["client"].node_id, replica=src, result=b"v")
         frame = bytes(pb.Signed(kind=int(Kind.REPLY), body=bytes(reply), signer=src))
-        parsed = read_reply(frame)
+        parsed = read_replies(frame)
         assert parsed is not None
-        client.take_reply("e2", *parsed)  # arrived on another replica's link: not counted
+        env, (one,) = parsed
+        client.take_reply("e2", env, one)  # arrived on another replica's link: not counted
         assert client.busy
-        client.take_reply(src, *parsed)
+        client.take_reply(src, env, one)
     assert not client.busy
     assert client.result == b"v"
     request = seal(world["client"], Kind.CLIENT_REQUEST, pb.ClientRequest(world["client"].node_id, 1, b""))
-    assert read_reply(bytes(request)) is None  # not a reply
+    assert read_replies(bytes(request)) is None  # not a reply
+
+
+def test_a_replies_frame_carries_each_clients_reply_to_it(world, keys) -> None:
+    """One frame per replica for the clients of a link: each client counts its own reply."""
+    clients = [b.Client(world[name], keys, ["e0", "e1", "e2", "e3"]) for name in ("client", "client2")]
+    for c in clients:
+        c.submit(b"get x")
+    for src in ("e0", "e1"):
+        encoded = [
+            bytes(pb.Reply(view=0, timestamp=1, client=c.signer.node_id, replica=src, result=b"v"))
+            for c in clients
+        ]
+        (frame,) = replies_frames(src, encoded)
+        for c in clients:
+            c.receive("e2" if src == "e0" else src, frame)  # e0's bundle came on e2's link
+    assert [c.busy for c in clients] == [True, True]  # one genuine bundle each so far
+    for c in clients:
+        c.receive("e0", replies_frames("e0", [bytes(pb.Reply(0, 1, c.signer.node_id, "e0", b"v"))])[0])
+    assert [c.result for c in clients] == [b"v", b"v"]
+
+
+def test_replies_frames_stay_within_the_limits() -> None:
+    limits = b.WireLimits(max_frame_bytes=2048, max_repeated=3)
+    encoded = [
+        bytes(pb.Reply(view=0, timestamp=i, client="c", replica="e0", result=b"r" * 300)) for i in range(8)
+    ]
+    frames = replies_frames("e0", encoded, limits)
+    assert [len(read_replies(f, limits)[1]) for f in frames] == [3, 3, 2]  # type: ignore[index]
+    big = replies_frames("e0", encoded, b.WireLimits(max_frame_bytes=1024))
+    assert all(len(f) <= 1024 for f in big)
+    got = [r.timestamp for f in big for r in read_replies(f)[1]]  # type: ignore[index]
+    assert got == list(range(8))  # every reply, in order
 
 
 @FUZZ

@@ -12,7 +12,7 @@ Cores are sans-I/O: they take frames and timer events and return :class:`Send` /
 
 from importlib.metadata import version as _version
 
-from bftconsensus._actions import Action, CancelTimer, Send, SetTimer
+from bftconsensus._actions import Action, CancelTimer, Send, SendReply, SetTimer
 from bftconsensus._client import Client
 from bftconsensus._coordinator import Phase, QuorumRun
 from bftconsensus._crypto import Ed25519Signer, KeyDirectory, Signer
@@ -56,6 +56,7 @@ __all__: list[str] = [
     # sans-I/O actions
     "Action",
     "Send",
+    "SendReply",
     "SetTimer",
     "CancelTimer",
     # commit-reveal quorum execution

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["Send", "SetTimer", "CancelTimer", "Action"]
+__all__ = ["Send", "SendReply", "SetTimer", "CancelTimer", "Action"]
 
 
 @attrs.frozen
@@ -13,6 +13,15 @@ class Send:
 
     dst: str
     frame: bytes
+
+
+@attrs.frozen
+class SendReply(Send):
+    """A reply to client ``dst``: ``frame`` is its own REPLY envelope, ``reply`` the encoded
+    ``Reply`` inside it. Any driver may send ``frame`` as it sends any other; bftconsensus's own
+    put the replies one event produced for the clients of one link in one REPLIES frame."""
+
+    reply: bytes
 
 
 @attrs.frozen

@@ -23,7 +23,7 @@ from bftconsensus._wire import (
     seal,
 )
 
-__all__ = ["Client", "read_reply"]
+__all__ = ["Client", "read_replies"]
 
 
 class Client:
@@ -128,16 +128,19 @@ class Client:
     def receive(self, src: str, frame: bytes) -> list[Action]:
         if self._frame is None:
             return []
-        parsed = read_reply(frame, self.limits)
+        parsed = read_replies(frame, self.limits)
         if parsed is not None:
-            self.take_reply(src, *parsed)
+            env, replies = parsed
+            for reply in replies:
+                self.take_reply(src, env, reply)
         return []
 
     def take_reply(self, src: str, env: pb.Signed, reply: pb.Reply) -> None:
-        """Count a reply already decoded by `read_reply` (what ``receive`` does with a frame).
+        """Count a reply already decoded by `read_replies` (what ``receive`` does with a frame;
+        ``env`` is the frame's envelope, a REPLY or a REPLIES).
 
-        A driver that reads one connection for many clients decodes each reply once to find its
-        client, then hands it over here instead of the frame.
+        A driver that reads one connection for many clients decodes each frame once to find the
+        clients of its replies, then hands each over here instead of the frame.
         """
         if self._frame is None or env.signer != src or src not in self.replicas:
             return
@@ -163,17 +166,26 @@ class Client:
         return []
 
 
-def read_reply(frame: bytes, limits: WireLimits = DEFAULT_LIMITS) -> tuple[pb.Signed, pb.Reply] | None:
-    """A reply frame's envelope and body (signature unchecked), None for anything else.
+def read_replies(
+    frame: bytes, limits: WireLimits = DEFAULT_LIMITS
+) -> tuple[pb.Signed, list[pb.Reply]] | None:
+    """A reply frame's envelope and the replies in it (one for a REPLY, any number for a
+    REPLIES), signatures unchecked; None for anything else.
 
     Decoded once and kept out of the replica-side caches of `decode_frame`: a client meets each
     reply once, and one connection may carry the replies of many clients, so the driver reads
-    the addressee from the body and hands both to that client's `Client.take_reply`.
+    the addressee of each from its body and hands it to that client's `Client.take_reply`.
     """
     try:
         env = decode_uncached(frame, limits)
-        if env.kind != int(Kind.REPLY):
-            return None
-        return env, open_uncached(env, pb.Reply, limits)
+        if env.kind == _REPLY:
+            return env, [open_uncached(env, pb.Reply, limits)]
+        if env.kind == _REPLIES:
+            return env, open_uncached(env, pb.Replies, limits).replies
+        return None
     except DecodeError:
         return None
+
+
+_REPLY = int(Kind.REPLY)
+_REPLIES = int(Kind.REPLIES)

@@ -18,14 +18,14 @@ import anyio
 import anyio.abc
 
 import obs
-from bftconsensus._actions import Action, CancelTimer, Send, SetTimer
-from bftconsensus._client import Client, read_reply
+from bftconsensus._actions import Action, CancelTimer, Send, SendReply, SetTimer
+from bftconsensus._client import Client, read_replies
 from bftconsensus._deadlines import Deadlines
 from bftconsensus._errors import BftConsensusError, ConfigError, DecodeError
 from bftconsensus._metrics import ReplicaMetrics
 from bftconsensus._outgoing import LINK_ERRORS, QUEUE_LIMIT, Outgoing
 from bftconsensus._replica import Replica
-from bftconsensus._wire import Kind, decode_frame
+from bftconsensus._wire import Kind, decode_frame, replies_frames
 from meshnet import DEFAULT_MAX_FRAME_SIZE, FramedStream, MeshCredentials, MeshServer, connect
 
 __all__ = ["ReplicaService", "ClusterClient"]
@@ -212,15 +212,28 @@ class ReplicaService:
             self._log.info("view_entered", view=self.replica.view, primary=self.replica.primary)
             self._view = self.replica.view
         frames: dict[Outgoing, list[bytes]] = {}  # per connection: one write for this event's
+        replies: dict[Outgoing, list[SendReply]] = {}  # per client connection: one REPLIES frame
         for a in actions:
             if isinstance(a, Send):
                 box = self._out.get(a.dst) or self._routes.get(a.dst) or self._clients.get(a.dst)
-                if box is not None:
+                if box is None:
+                    continue
+                if isinstance(a, SendReply):
+                    replies.setdefault(box, []).append(a)
+                else:
                     frames.setdefault(box, []).append(a.frame)
             elif isinstance(a, SetTimer):
                 self._timers.set(a.tag, a.delay)
             elif isinstance(a, CancelTimer):
                 self._timers.cancel(a.tag)
+        for box, answered in replies.items():
+            # A reply frame costs its client ~4 us more to read than a reply in a bundle, and a
+            # process carrying many clients gets a batch's replies together.
+            if len(answered) == 1:
+                frames.setdefault(box, []).append(answered[0].frame)
+            else:
+                bundles = replies_frames(self.replica.me, [r.reply for r in answered], self.replica.limits)
+                frames.setdefault(box, []).extend(bundles)
         for box, group in frames.items():
             box.send(group)
 
@@ -305,13 +318,15 @@ class ClusterClient:
             await anyio.sleep(0.1)
 
     def _on_reply(self, node: str, frame: bytes) -> None:
-        parsed = read_reply(frame, self.client.limits)
+        parsed = read_replies(frame, self.client.limits)
         if parsed is None:
             return
-        core = self.clients.get(parsed[1].client)
-        if core is not None and core.busy:
-            core.take_reply(node, *parsed)
-            self._apply(core, [])
+        env, replies = parsed
+        for reply in replies:
+            core = self.clients.get(reply.client)
+            if core is not None and core.busy:
+                core.take_reply(node, env, reply)
+                self._apply(core, [])
 
     async def wait_connected(self, count: int | None = None) -> None:
         """Wait until streams to ``count`` replicas (default: all) are up (bound it with fail_after)."""

@@ -17,7 +17,7 @@ import abc
 import zlib
 
 from bftconsensus import _messages as pb
-from bftconsensus._actions import Action, CancelTimer, Send, SetTimer
+from bftconsensus._actions import Action, CancelTimer, Send, SendReply, SetTimer
 from bftconsensus._certs import parse_request
 from bftconsensus._crypto import KeyDirectory, Signer
 from bftconsensus._errors import DecodeError
@@ -310,10 +310,11 @@ class RequestIntake(abc.ABC):
     def _reply(self, client: str, ts: int, result: bytes) -> Send:
         reply = pb.Reply(self.view, ts, client, self.me, self.reply_result(result))
         if self.config.sign_all_messages:
-            env = seal(self.signer, Kind.REPLY, reply)
-        else:  # authenticated by the channel to the client (see ReplicaConfig.sign_all_messages)
-            env = pb.Signed(int(Kind.REPLY), bytes(reply), self.me)
-        return Send(client, bytes(env))
+            return Send(client, bytes(seal(self.signer, Kind.REPLY, reply)))
+        # authenticated by the channel to the client (see ReplicaConfig.sign_all_messages), so a
+        # driver may put it in one REPLIES frame with others for the same link
+        raw = bytes(reply)
+        return SendReply(client, bytes(pb.Signed(int(Kind.REPLY), raw, self.me)), raw)
 
     def reply_result(self, result: bytes) -> bytes:
         """The result put in replies (a Byzantine test double overrides this to lie)."""

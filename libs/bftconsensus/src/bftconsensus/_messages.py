@@ -37,6 +37,7 @@ __all__ = [
     "Prepare",
     "CommitVote",
     "Reply",
+    "Replies",
     "Checkpoint",
     "PreparedProof",
     "ViewChange",
@@ -205,6 +206,12 @@ class Reply(Message):
     client: str = ""
     replica: str = ""
     result: bytes = b""
+
+
+@schema(rmsg(Reply))
+@dataclasses.dataclass(slots=True)
+class Replies(Message):
+    replies: list[Reply] = dataclasses.field(default_factory=list)
 
 
 @schema(U64, BYTES, STR)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import TypeVar
 
 from bftconsensus import _messages as pb
 from bftconsensus._crypto import KeyDirectory, Signer, signing_payload, verify
 from bftconsensus._errors import DecodeError
-from bftconsensus._protocodec import DEFAULT_LIMITS, WireLimits
+from bftconsensus._protocodec import DEFAULT_LIMITS, WireLimits, _varint_bytes
 
 __all__ = [
     "Kind",
@@ -22,6 +23,7 @@ __all__ = [
     "seal",
     "BATCH_OVERHEAD",
     "request_bytes",
+    "replies_frames",
     "decode_frame",
     "decode_uncached",
     "open_signed",
@@ -51,6 +53,7 @@ class Kind(enum.IntEnum):
     STATE_REQUEST = 18
     STATE_RESPONSE = 19
     CLIENT_LINK = 20
+    REPLIES = 21
 
 
 _BODY: dict[Kind, type[pb.Message]] = {
@@ -66,6 +69,7 @@ _BODY: dict[Kind, type[pb.Message]] = {
     Kind.PREPARE: pb.Prepare,
     Kind.COMMIT_VOTE: pb.CommitVote,
     Kind.REPLY: pb.Reply,
+    Kind.REPLIES: pb.Replies,
     Kind.CHECKPOINT: pb.Checkpoint,
     Kind.VIEW_CHANGE: pb.ViewChange,
     Kind.NEW_VIEW: pb.NewView,
@@ -88,6 +92,30 @@ primary; a request alone must too."""
 def request_bytes(env: pb.Signed) -> int:
     """An upper bound on the bytes ``env`` takes in a pre-prepare, without encoding it."""
     return len(env.body) + len(env.signer) + len(env.signature) + len(env.macs) + 32
+
+
+def replies_frames(signer: str, replies: Sequence[bytes], limits: WireLimits = DEFAULT_LIMITS) -> list[bytes]:
+    """Unsigned REPLIES frames from ``signer`` carrying the encoded ``Reply`` messages in order:
+    as few as ``limits`` allow (each within ``max_frame_bytes`` less ``BATCH_OVERHEAD`` for the
+    envelope, at most ``max_repeated`` replies; a reply too large for that goes alone).
+
+    Written out field by field: the replies are encoded already, and a ``Replies`` body is their
+    concatenation, each as field 1 with its length.
+    """
+    frames: list[bytes] = []
+    parts: list[bytes] = []
+    size = 0
+    room = limits.max_frame_bytes - BATCH_OVERHEAD
+    for reply in replies:
+        entry = b"\x0a" + _varint_bytes(len(reply)) + reply
+        if parts and (size + len(entry) > room or len(parts) == limits.max_repeated):
+            frames.append(bytes(pb.Signed(int(Kind.REPLIES), b"".join(parts), signer)))
+            parts, size = [], 0
+        parts.append(entry)
+        size += len(entry)
+    if parts:
+        frames.append(bytes(pb.Signed(int(Kind.REPLIES), b"".join(parts), signer)))
+    return frames
 
 
 M = TypeVar("M", bound=pb.Message)

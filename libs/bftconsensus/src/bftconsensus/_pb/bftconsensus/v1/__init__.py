@@ -158,6 +158,17 @@ class Reply(betterproto.Message):
 
 
 @dataclass(eq=False, repr=False)
+class Replies(betterproto.Message):
+    """
+    The replies one event of a replica produced for clients whose requests share a link (a process
+     carrying many clients), in one frame instead of one per reply. Never signed: the link
+     authenticates it, as it does a single Reply.
+    """
+
+    replies: List["Reply"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
 class Checkpoint(betterproto.Message):
     seq: int = betterproto.uint64_field(1)
     state_digest: bytes = betterproto.bytes_field(2)
