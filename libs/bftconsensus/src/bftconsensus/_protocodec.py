@@ -30,6 +30,7 @@ __all__ = [
     "STR",
     "BYTES",
     "RSTR",
+    "length_delimited",
 ]
 
 # Field types of the schema (proto3, no packed scalars in bftconsensus.proto).
@@ -71,6 +72,12 @@ def _varint_bytes(value: int) -> bytes:
     out = bytearray()
     _put_varint(out, value)
     return bytes(out)
+
+
+def length_delimited(field: int, data: bytes) -> bytes:
+    """One length-delimited field as it is on the wire (key, length, bytes): how a caller holding
+    messages encoded already writes them as a repeated field without decoding them again."""
+    return _varint_bytes(field << 3 | 2) + _varint_bytes(len(data)) + data
 
 
 def _read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:

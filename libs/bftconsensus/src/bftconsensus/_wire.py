@@ -15,7 +15,7 @@ from typing import TypeVar
 from bftconsensus import _messages as pb
 from bftconsensus._crypto import KeyDirectory, Signer, signing_payload, verify
 from bftconsensus._errors import DecodeError
-from bftconsensus._protocodec import DEFAULT_LIMITS, WireLimits, _varint_bytes
+from bftconsensus._protocodec import DEFAULT_LIMITS, WireLimits, length_delimited
 
 __all__ = [
     "Kind",
@@ -99,15 +99,15 @@ def replies_frames(signer: str, replies: Sequence[bytes], limits: WireLimits = D
     as few as ``limits`` allow (each within ``max_frame_bytes`` less ``BATCH_OVERHEAD`` for the
     envelope, at most ``max_repeated`` replies; a reply too large for that goes alone).
 
-    Written out field by field: the replies are encoded already, and a ``Replies`` body is their
-    concatenation, each as field 1 with its length.
+    Put together from the encoded replies: a ``Replies`` body is their concatenation, each as
+    field 1 with its length.
     """
     frames: list[bytes] = []
     parts: list[bytes] = []
     size = 0
     room = limits.max_frame_bytes - BATCH_OVERHEAD
     for reply in replies:
-        entry = b"\x0a" + _varint_bytes(len(reply)) + reply
+        entry = length_delimited(1, reply)  # Replies.replies
         if parts and (size + len(entry) > room or len(parts) == limits.max_repeated):
             frames.append(bytes(pb.Signed(int(Kind.REPLIES), b"".join(parts), signer)))
             parts, size = [], 0
