@@ -78,7 +78,6 @@ _BODY: dict[Kind, type[pb.Message]] = {
 }
 
 
-_KINDS = frozenset(int(k) for k in Kind)
 KIND_OF: dict[int, Kind] = {int(k): k for k in Kind}
 """Each kind by its number: a dict lookup, where ``Kind(n)`` costs an enum call per frame."""
 
@@ -176,8 +175,8 @@ def decode_frame(data: bytes, limits: WireLimits = DEFAULT_LIMITS) -> pb.Signed:
 def decode_uncached(data: bytes, limits: WireLimits = DEFAULT_LIMITS) -> pb.Signed:
     """`decode_frame` without its cache: for frames met once (a client's replies)."""
     env = _parse(pb.Signed, data, limits, "frame")
-    if env.kind not in _KINDS:
-        raise DecodeError(f"frame kind {env.kind} is unknown; valid kinds are {sorted(_KINDS)}")
+    if env.kind not in KIND_OF:
+        raise DecodeError(f"frame kind {env.kind} is unknown; valid kinds are {sorted(KIND_OF)}")
     return env
 
 
