@@ -147,6 +147,9 @@ class ReplicaConfig:
                 f"ReplicaConfig.watermark_window must be >= checkpoint_interval ({self.checkpoint_interval}), "
                 f"got {self.watermark_window}"
             )
+        for name in ("sign_all_messages", "reply_all", "check_all_requests"):
+            if not isinstance(getattr(self, name), bool):  # "false" from a file would read as true
+                raise ConfigError(f"ReplicaConfig.{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("view_change_timeout", "state_retry"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"ReplicaConfig.{name} must be > 0 seconds, got {getattr(self, name)!r}")
