@@ -14,6 +14,7 @@ includes the price of Byzantine fault tolerance, not just of ordering. Our load 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -276,48 +277,36 @@ def comparisons(stack: contextlib.ExitStack) -> list[Comparison]:
     n4 = PbftCluster(stack, 4, tmp)
     n7 = PbftCluster(stack, 7, tmp)
     n4_checked = PbftCluster(stack, 4, tmp, {"check_all_requests": True})
-    five: list[EtcdCluster] = []  # started for the last comparison only: idle members still beat
 
-    def etcd5_throughput() -> float:
-        if not five:
-            five.append(EtcdCluster(stack, tmp, members=5))
-        return five[0].throughput(CLIENTS)
+    @functools.cache  # started for the last comparison only: idle members still beat
+    def etcd5() -> EtcdCluster:
+        return EtcdCluster(stack, tmp, members=5)
 
     peer_tp = Trial(f"etcd 3 members, {CLIENTS} concurrent puts", lambda: etcd.throughput(CLIENTS))
+    n7_tp = Trial("bftconsensus n=7", lambda: n7.throughput(CLIENTS))
     note = (
         "ours: Ed25519-signed requests, pre-prepares and prepares, MAC-tagged requests taken from "
         "the client's link; f+1 matching replies; batching; loopback meshnet TLS; load generator and "
         "replicas on uvloop when installed"
     )
+
+    def puts(name: str, ours: Trial, peer: Trial = peer_tp, why: str = note) -> Comparison:
+        return Comparison(
+            name=name, unit="ops/s", higher_is_better=True, ours=ours, peer=peer, repetitions=3, note=why
+        )
+
     return [
-        Comparison(
-            name=f"PBFT n=4 (f=1) put throughput, {CLIENTS} clients",
-            unit="ops/s",
-            higher_is_better=True,
-            ours=Trial("bftconsensus n=4", lambda: n4.throughput(CLIENTS)),
-            peer=peer_tp,
-            repetitions=3,
-            note=note,
+        puts(
+            f"PBFT n=4 (f=1) put throughput, {CLIENTS} clients",
+            Trial("bftconsensus n=4", lambda: n4.throughput(CLIENTS)),
         ),
-        Comparison(
-            name=f"PBFT n=4 put throughput, {CLIENTS} clients, check_all_requests=True",
-            unit="ops/s",
-            higher_is_better=True,
-            ours=Trial("bftconsensus n=4, every signature checked", lambda: n4_checked.throughput(CLIENTS)),
-            peer=peer_tp,
-            repetitions=3,
-            note="Aardvark's rule: the primary checks every request's signature before proposing it, "
+        puts(
+            f"PBFT n=4 put throughput, {CLIENTS} clients, check_all_requests=True",
+            Trial("bftconsensus n=4, every signature checked", lambda: n4_checked.throughput(CLIENTS)),
+            why="Aardvark's rule: the primary checks every request's signature before proposing it, "
             "so no client that forges MAC tags can stall a slot (see docs/bftconsensus.md)",
         ),
-        Comparison(
-            name=f"PBFT n=7 (f=2) put throughput, {CLIENTS} clients",
-            unit="ops/s",
-            higher_is_better=True,
-            ours=Trial("bftconsensus n=7", lambda: n7.throughput(CLIENTS)),
-            peer=peer_tp,
-            repetitions=3,
-            note=note,
-        ),
+        puts(f"PBFT n=7 (f=2) put throughput, {CLIENTS} clients", n7_tp),
         Comparison(
             name=f"PBFT n=4 CPU per put, {CLIENTS} clients (every process)",
             unit="us CPU/op",
@@ -337,14 +326,11 @@ def comparisons(stack: contextlib.ExitStack) -> list[Comparison]:
             repetitions=3,
             note=note,
         ),
-        Comparison(
-            name=f"PBFT n=7 (f=2) put throughput, {CLIENTS} clients, vs 5 etcd members",
-            unit="ops/s",
-            higher_is_better=True,
-            ours=Trial("bftconsensus n=7", lambda: n7.throughput(CLIENTS)),
-            peer=Trial(f"etcd 5 members, {CLIENTS} concurrent puts", etcd5_throughput),
-            repetitions=3,
-            note="context, not the target: 5 Raft members tolerate 2 crashed ones, as 7 PBFT replicas "
+        puts(
+            f"PBFT n=7 (f=2) put throughput, {CLIENTS} clients, vs 5 etcd members",
+            n7_tp,
+            Trial(f"etcd 5 members, {CLIENTS} concurrent puts", lambda: etcd5().throughput(CLIENTS)),
+            why="context, not the target: 5 Raft members tolerate 2 crashed ones, as 7 PBFT replicas "
             "tolerate 2 Byzantine ones",
         ),
     ]
